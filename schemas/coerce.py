@@ -1,0 +1,311 @@
+"""Read raw column values into a field's canonical Arrow type, vectorized.
+
+Every function takes whatever an extract held (strings from a CSV file, typed
+values from Parquet or a database, or garbage) and returns the canonical array
+plus a boolean mask per rule code of the rows that could not be read. A value
+that cannot be read becomes null in the canonical array; it is never guessed.
+
+>>> values, faults = read_date(pa.array(['2024-02-29', '2023-02-29', '20240301', None, 'x']))
+>>> values.to_pylist()[0], values.to_pylist()[2], values.null_count
+(datetime.date(2024, 2, 29), datetime.date(2024, 3, 1), 3)
+>>> faults['DATE_INVALID'].tolist()
+[False, True, False, False, True]
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.standards._arrow import decimal as decimal_value
+from schemas.standards._arrow import fixed_width, valid_mask
+from schemas.standards.dates import days_since_epoch, real_date
+
+__all__ = ["Faults", "read_date", "read_decimal", "read_json", "read_text", "read_timestamp"]
+
+Faults = dict[str, np.ndarray]
+
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+_TIME_RE = (
+    r"^(\d{4}-\d\d-\d\d)[T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?"
+    r"(?P<zone>Z|[+-](0\d|1[0-4]):?[0-5]\d)?$"
+)
+
+
+def _mask(n: int) -> np.ndarray:
+    return np.zeros(n, dtype=bool)
+
+
+def _null_where(values: pa.Array, bad: np.ndarray) -> pa.Array:
+    if not bad.any():
+        return values
+    return pc.if_else(pa.array(bad), pa.nulls(len(values), values.type), values)
+
+
+def _decode(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Binary -> UTF-8 string; undecodable values become null and are reported."""
+    n = len(values)
+    try:
+        return pc.cast(values, pa.string()), _mask(n)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    bad = _mask(n)
+    out: list[str | None] = []
+    for i, raw in enumerate(values.to_pylist()):
+        if raw is None:
+            out.append(None)
+            continue
+        try:
+            out.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            bad[i] = True
+            out.append(None)
+    return pa.array(out, type=pa.string()), bad
+
+
+def to_string(values: pa.Array) -> tuple[pa.Array, Faults]:
+    """Any array as a string array; values that have no text form are TYPE_INVALID."""
+    n = len(values)
+    faults: Faults = {}
+    t = values.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pc.cast(values, pa.string()) if not pa.types.is_string(t) else values, faults
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        text, bad = _decode(pc.cast(values, pa.binary()))
+        faults["ENCODING_INVALID"] = bad
+        return text, faults
+    if pa.types.is_null(t):
+        return pa.nulls(n, pa.string()), faults
+    if pa.types.is_nested(t) or pa.types.is_dictionary(t):
+        if pa.types.is_dictionary(t):
+            return to_string(values.dictionary_decode())
+        faults["TYPE_INVALID"] = valid_mask(values)
+        return pa.nulls(n, pa.string()), faults
+    try:
+        return pc.cast(values, pa.string()), faults
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        faults["TYPE_INVALID"] = valid_mask(values)
+        return pa.nulls(n, pa.string()), faults
+
+
+_CONTROL_BYTE = np.zeros(256, dtype=bool)
+_CONTROL_BYTE[[*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F]] = True
+# First/last bytes that may belong to whitespace: ASCII space and controls, U+00A0, U+3000 and friends.
+_EDGE_FIRST = np.zeros(256, dtype=bool)
+_EDGE_FIRST[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, 0xC2, 0xE1, 0xE2, 0xE3]] = True
+_EDGE_LAST = np.zeros(256, dtype=bool)
+_EDGE_LAST[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, *range(0x80, 0xC0)]] = True
+
+
+def _buffers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (int64) and data bytes of a string array."""
+    n = len(text)
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset : text.offset + n + 1].astype(np.int64)
+    buf = text.buffers()[2]
+    data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, dtype=np.uint8)
+    return offsets, data
+
+
+def _rows_with(data_mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Rows whose bytes include a True of ``data_mask`` (a mask over the data buffer)."""
+    hits = np.flatnonzero(data_mask)
+    rows = np.zeros(len(offsets) - 1, dtype=bool)
+    rows[np.searchsorted(offsets, hits, side="right") - 1] = True
+    return rows
+
+
+def read_text(
+    values: pa.Array, *, max_length: int | None = None, upper: bool = False
+) -> tuple[pa.Array, Faults]:
+    """Trimmed text; empty becomes null; control characters and overlong values are faults.
+
+    The common case (clean text) is checked on the raw buffers and costs a few
+    passes over the bytes; Arrow's string kernels run only when needed.
+    """
+    text, faults = to_string(values)
+    n = len(text)
+    offsets, data = _buffers(text)
+    used = data[offsets[0] : offsets[-1]] if n else data[:0]
+    if upper and used.size and used.max() >= 0x80:
+        # Identifiers typed with a Chinese input method arrive in full width (１２３Ｘ).
+        text = pc.utf8_normalize(text, "NFKC")
+        offsets, data = _buffers(text)
+    lengths = np.diff(offsets)
+    starts, nonempty = offsets[:-1], lengths > 0
+    if nonempty.any():
+        first = data[starts[nonempty]]
+        last = data[offsets[1:][nonempty] - 1]
+        if _EDGE_FIRST[first].any() or _EDGE_LAST[last].any():
+            text = pc.utf8_trim_whitespace(text)
+            offsets, data = _buffers(text)
+            lengths = np.diff(offsets)
+    if upper and n:
+        used = data[offsets[0] : offsets[-1]]
+        if ((used - np.uint8(0x61)) <= 25).any():
+            text = pc.ascii_upper(text)
+            offsets, data = _buffers(text)
+    empty = (lengths == 0) & valid_mask(text)
+    bad = np.zeros(n, dtype=bool)
+    used = data[offsets[0] : offsets[-1]] if n else data[:0]
+    if used.size and (used.min() < 0x20 or (used == 0x7F).any()):
+        used_mask = np.zeros(len(data), dtype=bool)
+        used_mask[offsets[0] : offsets[-1]] = _CONTROL_BYTE[used]
+        if used_mask.any():
+            control = _rows_with(used_mask, offsets) & valid_mask(text)
+            faults["CHAR_INVALID"] = control
+            bad |= control
+    if max_length is not None and (lengths > max_length).any():
+        long_ = pc.fill_null(pc.greater(pc.utf8_length(text), max_length), False).to_numpy(zero_copy_only=False)
+        if long_.any():
+            faults["TOO_LONG"] = long_
+            bad |= long_
+    if empty.any() or bad.any():
+        text = _null_where(text, empty | bad)
+    return text, faults
+
+
+def _dates_from_text(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Day numbers and a readable-mask of ISO dates, extended (10) or basic (8) form."""
+    n = len(text)
+    days = np.zeros(n, dtype=np.int64)
+    ok = _mask(n)
+    for width, (ys, ms, ds, dashes) in ((10, (0, 5, 8, (4, 7))), (8, (0, 4, 6, ()))):
+        cols, fits = fixed_width(text, width)
+        if not fits.any():
+            continue
+        digits = cols - np.uint8(48)
+        digit_rows = [i for i in range(width) if i not in dashes]
+        shape_ok = fits & (np.maximum.reduce(digits[digit_rows], axis=0) <= 9)
+        for d in dashes:
+            shape_ok &= cols[d] == ord("-")
+        year = decimal_value(digits[ys : ys + 4])
+        month = decimal_value(digits[ms : ms + 2])
+        day = decimal_value(digits[ds : ds + 2])
+        good = shape_ok & real_date(year, month, day)
+        days = np.where(good, days_since_epoch(np.where(good, year, 1970), month, day), days)
+        ok |= good
+    return days, ok
+
+
+def read_date(values: pa.Array) -> tuple[pa.Array, Faults]:
+    """Calendar dates as date32; unreadable or impossible dates are DATE_INVALID."""
+    n = len(values)
+    t = values.type
+    if pa.types.is_date32(t):
+        return values, {}
+    if pa.types.is_date64(t) or pa.types.is_timestamp(t):
+        return pc.cast(values, pa.date32()), {}
+    text, faults = read_text(values)
+    present = valid_mask(text)
+    try:
+        return pc.cast(text, pa.date32()), faults
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    days, ok = _dates_from_text(text)
+    bad = present & ~ok
+    faults["DATE_INVALID"] = bad
+    result = pa.array(days.astype(np.int32), type=pa.int32(), mask=~(present & ok)).cast(pa.date32())
+    return result, faults
+
+
+def read_timestamp(values: pa.Array, *, timezone: str | None = None) -> tuple[pa.Array, Faults]:
+    """Times as UTC timestamps; a time without offset takes ``timezone`` or is TIME_INVALID."""
+    target = pa.timestamp("us", tz="UTC")
+    t = values.type
+    if pa.types.is_timestamp(t):
+        if t.tz is None:
+            if timezone is None:
+                return pa.nulls(len(values), target), {"TIME_INVALID": valid_mask(values)}
+            values = pc.assume_timezone(values, timezone, ambiguous="earliest", nonexistent="earliest")
+        return pc.cast(values, target), {}
+    if pa.types.is_date32(t) or pa.types.is_date64(t):
+        values = pc.cast(values, pa.string())
+    text, faults = read_text(values)
+    try:
+        return pc.cast(text, target), faults
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    present = valid_mask(text)
+    parts = pc.extract_regex(text, _TIME_RE)
+    shaped = parts.is_valid().to_numpy(zero_copy_only=False)
+    _, date_ok = _dates_from_text(pc.utf8_slice_codeunits(text, 0, 10))
+    has_zone = pc.is_valid(parts.field("zone")).to_numpy(zero_copy_only=False) & shaped
+    good = shaped & date_ok & (has_zone | (timezone is not None))
+    n = len(text)
+    result = np.zeros(n, dtype=np.int64)
+    zoned = good & has_zone
+    if zoned.any():
+        parsed = pc.cast(pc.filter(text, pa.array(zoned)), target)
+        result[zoned] = parsed.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    naive = good & ~has_zone
+    if naive.any():
+        assert timezone is not None
+        local = pc.cast(pc.filter(text, pa.array(naive)), pa.timestamp("us"))
+        utc = pc.assume_timezone(local, timezone, ambiguous="earliest", nonexistent="earliest")
+        result[naive] = utc.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    faults["TIME_INVALID"] = present & ~good
+    return pa.array(result, type=pa.int64(), mask=~good).cast(target), faults
+
+
+def read_decimal(values: pa.Array, *, precision: int = 18, scale: int = 4) -> tuple[pa.Array, Faults]:
+    """Non-negative decimals; anything else is NUMBER_INVALID."""
+    target = pa.decimal128(precision, scale)
+    t = values.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        values = pc.cast(values, pa.string())
+    text, faults = read_text(values)
+    n = len(text)
+    quantum = decimal.Decimal(1).scaleb(-scale)
+    limit = decimal.Decimal(10) ** (precision - scale)
+    out: list[decimal.Decimal | None] = []
+    bad = _mask(n)
+    for i, raw in enumerate(text.to_pylist()):
+        if raw is None:
+            out.append(None)
+            continue
+        try:
+            value = decimal.Decimal(raw.replace(",", ""))
+            if not value.is_finite() or value < 0 or value >= limit:
+                raise decimal.InvalidOperation
+            out.append(value.quantize(quantum, rounding=decimal.ROUND_HALF_EVEN))
+        except (decimal.InvalidOperation, ValueError):
+            bad[i] = True
+            out.append(None)
+    faults["NUMBER_INVALID"] = bad
+    return pa.array(out, type=target), faults
+
+
+def read_json(values: pa.Array) -> tuple[pa.Array, Faults]:
+    """JSON objects, kept as compact text; anything else is SURFACE_INVALID."""
+    text, faults = to_string(values)
+    bad = _mask(len(text))
+    out: list[str | None] = []
+    for i, raw in enumerate(text.to_pylist()):
+        if raw is None or not raw.strip():
+            out.append(None)
+            continue
+        try:
+            obj = json.loads(raw)
+            if not isinstance(obj, dict):
+                raise ValueError
+            out.append(json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=True))
+        except (ValueError, RecursionError):
+            bad[i] = True
+            out.append(None)
+    faults["SURFACE_INVALID"] = bad
+    return pa.array(out, type=pa.string()), faults
+
+
+def check_zone(name: str) -> str:
+    """Validate a time zone name (from a mapping); ValueError when unknown."""
+    try:
+        ZoneInfo(name)
+    except Exception as exc:
+        raise ValueError(f"unknown time zone: {name}") from exc
+    return name
+

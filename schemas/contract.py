@@ -1,0 +1,127 @@
+"""Data contracts: a dataset's fields, key, owner and Arrow schema.
+
+A contract is declarative; :mod:`schemas.validate` runs it. Each field has a
+kind that says how raw values are read (``text``, ``code``, ``identifier``,
+``date``, ``timestamp``, ``decimal``, ``json``), a Chinese label, a sensitivity
+and a description, all carried into the Arrow schema as field metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    from schemas.validate import Checker
+
+__all__ = ["Dataset", "Field", "Kind", "Sensitivity"]
+
+
+class Kind(StrEnum):
+    """How a field's raw values are read and normalized."""
+
+    TEXT = "text"  # free text: trimmed, control characters rejected
+    CODE = "code"  # a value from a code list: trimmed
+    IDENTIFIER = "identifier"  # an ID number, USCC, license id: trimmed, NFKC, upper case
+    DATE = "date"  # ISO 8601 calendar date
+    TIMESTAMP = "timestamp"  # ISO 8601 time with a UTC offset
+    DECIMAL = "decimal"  # a non-negative decimal number
+    JSON = "json"  # a JSON object
+
+
+class Sensitivity(StrEnum):
+    """How carefully a field is handled at rest and in answers."""
+
+    PUBLIC = "public"  # may be shown to any authorized office
+    PERSONAL = "personal"  # personal data of the record's subject: masked by default
+    SENSITIVE = "sensitive"  # third-party ID numbers, addresses: encrypted at rest, masked
+
+
+_ARROW_TYPES: dict[Kind, pa.DataType] = {
+    Kind.TEXT: pa.string(),
+    Kind.CODE: pa.string(),
+    Kind.IDENTIFIER: pa.string(),
+    Kind.DATE: pa.date32(),
+    Kind.TIMESTAMP: pa.timestamp("us", tz="UTC"),
+    Kind.DECIMAL: pa.decimal128(18, 4),
+    Kind.JSON: pa.string(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One canonical column of a dataset."""
+
+    name: str
+    kind: Kind
+    label: str  # Chinese label, e.g. 公民身份号码
+    description: str
+    required: bool = True
+    sensitivity: Sensitivity = Sensitivity.PUBLIC
+    max_length: int | None = None
+    codes: tuple[str, ...] = ()  # allowed values for Kind.CODE (empty: no list)
+    code_rule: str = "STATUS_INVALID"  # the rule a value outside ``codes`` breaks
+
+    @property
+    def type(self) -> pa.DataType:
+        """The Arrow type of the canonical column."""
+        return _ARROW_TYPES[self.kind]
+
+    def arrow_field(self) -> pa.Field:
+        """The Arrow field with its metadata."""
+        meta = {
+            "label_zh": self.label,
+            "description": self.description,
+            "sensitivity": str(self.sensitivity),
+            "kind": str(self.kind),
+        }
+        if self.max_length:
+            meta["max_length"] = str(self.max_length)
+        if self.codes:
+            meta["codes"] = ",".join(self.codes)
+        return pa.field(self.name, self.type, nullable=not self.required, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset's contract: fields, key, owner field and its own checks."""
+
+    name: str
+    label: str
+    description: str
+    key: str
+    owner_field: str  # the field holding the issuing node's division code
+    fields: tuple[Field, ...]
+    checks: Callable[[Checker], None]
+    _by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {f.name: f for f in self.fields})
+        if self.key not in self._by_name or self.owner_field not in self._by_name:
+            raise ValueError(f"{self.name}: key and owner field must be fields of the dataset")
+
+    def field(self, name: str) -> Field:
+        """The field called ``name``."""
+        return self._by_name[name]
+
+    @property
+    def names(self) -> list[str]:
+        """Canonical column names, in order."""
+        return [f.name for f in self.fields]
+
+    @property
+    def required(self) -> list[str]:
+        """Names of the columns an extract must provide."""
+        return [f.name for f in self.fields if f.required]
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The Arrow schema with field and dataset metadata."""
+        return pa.schema(
+            [f.arrow_field() for f in self.fields],
+            metadata={"dataset": self.name, "label_zh": self.label, "key": self.key, "owner": self.owner_field},
+        )

@@ -1,0 +1,130 @@
+"""Duplicate keys across the batches of one extract, found vectorized.
+
+Keys are hashed to 64 bits column by column (FNV-1a over the bytes, then the
+length); equal hashes are only candidates, confirmed by comparing the keys
+themselves, so a hash collision can never reject a row.
+
+>>> t = KeyTracker()
+>>> t.add(pa.array(['a', 'b', 'a', None]), first_row=1).tolist()
+[0, 0, 1, 0]
+>>> t.add(pa.array(['c', 'b']), first_row=5).tolist()
+[0, 2]
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+import pyarrow as pa
+
+from schemas.standards._arrow import as_string_array, valid_mask
+
+__all__ = ["KeyTracker", "hash_keys"]
+
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+def hash_keys(keys: pa.Array) -> np.ndarray:
+    """64-bit hash of every string (nulls hash to 0)."""
+    keys = as_string_array(keys)
+    n = len(keys)
+    dtype = np.int64 if keys.type in (pa.large_string(), pa.large_binary()) else np.int32
+    offsets = np.frombuffer(keys.buffers()[1], dtype=dtype)[keys.offset : keys.offset + n + 1].astype(np.int64)
+    lengths = np.diff(offsets)
+    data_buf = keys.buffers()[2]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(1, np.uint8)
+    longest = int(lengths.max()) if n else 0
+    words = -(-longest // 8)
+    padded = np.zeros((n, words * 8), dtype=np.uint8)
+    if n and longest and bool((lengths == longest).all()):
+        first = int(offsets[0])
+        padded[:, :longest] = data[first : first + n * longest].reshape(n, longest)
+    else:
+        starts = offsets[:-1]
+        for j in range(longest):
+            active = lengths > j
+            padded[active, j] = data[starts[active] + j]
+    h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        # Hash 8-byte words (zero padded), then the length.
+        for word in np.ascontiguousarray(padded.view(np.uint64).T):
+            h ^= word
+            h *= _FNV_PRIME
+            h ^= h >> np.uint64(29)
+        h ^= lengths.astype(np.uint64)
+        h *= _FNV_PRIME
+    h[~valid_mask(keys)] = 0
+    return h
+
+
+class KeyTracker:
+    """Remembers the keys seen so far in one extract and their first row numbers."""
+
+    def __init__(self) -> None:
+        self._hashes = np.empty(0, dtype=np.uint64)  # sorted
+        self._rows = np.empty(0, dtype=np.int64)  # first row of each hash, parallel to _hashes
+        self._batches: list[pa.Array] = []
+        self._batch_starts: list[int] = []
+
+    def _key_at(self, row: int) -> str:
+        i = bisect.bisect_right(self._batch_starts, row) - 1
+        return self._batches[i][row - self._batch_starts[i]].as_py()
+
+    def add(self, keys: pa.Array, *, first_row: int) -> np.ndarray:
+        """Record a batch whose first row is ``first_row``.
+
+        Returns, per row, the row number of the earlier row with the same key,
+        or 0 when the key is new (nulls are never duplicates).
+        """
+        keys = as_string_array(keys)
+        n = len(keys)
+        earlier = np.zeros(n, dtype=np.int64)
+        if n == 0:
+            return earlier
+        h = hash_keys(keys)
+        present = valid_mask(keys)
+        rows = np.arange(first_row, first_row + n, dtype=np.int64)
+
+        # Against earlier batches.
+        if len(self._hashes):
+            pos = np.minimum(np.searchsorted(self._hashes, h), len(self._hashes) - 1)
+            for i in np.flatnonzero(present & (self._hashes[pos] == h)):
+                row = int(self._rows[pos[i]])
+                if self._key_at(row) == keys[int(i)].as_py():
+                    earlier[i] = row
+
+        # Within this batch: equal hashes next to each other once sorted.
+        order = np.argsort(h, kind="stable")
+        hs = h[order]
+        same = np.flatnonzero(hs[1:] == hs[:-1])
+        if len(same):
+            first_of: dict[tuple[int, str], int] = {}
+            candidates = np.unique(np.concatenate([order[same], order[same + 1]]))
+            for i in candidates:  # ascending row order
+                if not present[i] or earlier[i]:
+                    continue
+                ident = (int(h[i]), keys[int(i)].as_py())
+                if ident in first_of:
+                    earlier[i] = first_of[ident]
+                else:
+                    first_of[ident] = int(rows[i])
+
+        new_sorted = (present & (earlier == 0))[order]
+        if new_sorted.any():
+            hs_new = hs[new_sorted]
+            rows_new = rows[order][new_sorted]
+            # One entry per hash value: the first row that carried it (the sort is stable).
+            first = np.ones(len(hs_new), dtype=bool)
+            first[1:] = hs_new[1:] != hs_new[:-1]
+            hs_new, rows_new = hs_new[first], rows_new[first]
+            if len(self._hashes):
+                at = np.searchsorted(self._hashes, hs_new)
+                self._hashes = np.insert(self._hashes, at, hs_new)
+                self._rows = np.insert(self._rows, at, rows_new)
+            else:
+                self._hashes, self._rows = hs_new, rows_new
+            self._batches.append(keys)
+            self._batch_starts.append(first_row)
+        return earlier
