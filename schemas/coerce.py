@@ -32,8 +32,8 @@ Faults = dict[str, np.ndarray]
 
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 _TIME_RE = (
-    r"^(\d{4}-\d\d-\d\d)[T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?"
-    r"(?P<zone>Z|[+-](0\d|1[0-4]):?[0-5]\d)?$"
+    r"^(?P<date>\d{4}-\d\d-\d\d)[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,9})?)?"
+    r"(?P<zone>Z|[+-](?:0\d|1[0-4]):?[0-5]\d)?$"
 )
 
 
@@ -234,7 +234,8 @@ def read_timestamp(values: pa.Array, *, timezone: str | None = None) -> tuple[pa
     parts = pc.extract_regex(text, _TIME_RE)
     shaped = parts.is_valid().to_numpy(zero_copy_only=False)
     _, date_ok = _dates_from_text(pc.utf8_slice_codeunits(text, 0, 10))
-    has_zone = pc.is_valid(parts.field("zone")).to_numpy(zero_copy_only=False) & shaped
+    zone_len = pc.fill_null(pc.binary_length(parts.field("zone")), 0)
+    has_zone = (zone_len.to_numpy(zero_copy_only=False) > 0) & shaped
     good = shaped & date_ok & (has_zone | (timezone is not None))
     n = len(text)
     result = np.zeros(n, dtype=np.int64)

@@ -54,7 +54,7 @@ class Finding:
     code: str
     field: str
     mask: np.ndarray
-    detail: dict[int, str] | None = None  # per row index: extra words for the message
+    detail: dict[int, tuple[str, str]] | None = None  # per row index: (zh, en) words for the message
 
     @property
     def severity(self) -> Severity:
@@ -103,7 +103,9 @@ class Checker:
         self.findings: list[Finding] = []
         self._np_cache: dict[str, np.ndarray] = {}
 
-    def flag(self, code: str, field_name: str, mask: np.ndarray, detail: dict[int, str] | None = None) -> None:
+    def flag(
+        self, code: str, field_name: str, mask: np.ndarray, detail: dict[int, tuple[str, str]] | None = None
+    ) -> None:
         """Report the rows of ``mask`` as breaking ``code`` in ``field_name``."""
         if code not in RULES:
             raise KeyError(f"unknown rule code {code}")
@@ -252,8 +254,9 @@ class BatchResult:
             for f in found:
                 rule = RULES[f.code]
                 extra = f.detail.get(i) if f.detail else None
-                zh.append(rule.message("zh", f"{labels.get(f.field, f.field)}（{f.field}）") + (f"，{extra}" if extra else ""))
-                en.append(rule.message("en", f.field) + (f", {extra}" if extra else ""))
+                label = f"{labels.get(f.field, f.field)}（{f.field}）"
+                zh.append(rule.message("zh", label) + (f"，{extra[0]}" if extra else ""))
+                en.append(rule.message("en", f.field) + (f", {extra[1]}" if extra else ""))
             severity = Severity.ERROR if self.rejected[i] else Severity.WARNING
             yield RowReport(
                 row=self.first_row + i,
@@ -347,7 +350,7 @@ class Validator:
             earlier = self._keys.add(checker.columns[self.dataset.key], first_row=first_row)
             dup = earlier > 0
             if dup.any():
-                detail = {int(i): f"第 {earlier[i]} 行 / row {earlier[i]}" for i in np.flatnonzero(dup)}
+                detail = {int(i): (f"与第 {earlier[i]} 行重复", f"same as row {earlier[i]}") for i in np.flatnonzero(dup)}
                 checker.flag("KEY_DUPLICATE", self.dataset.key, dup, detail)
         rejected = np.zeros(n, dtype=bool)
         warned = np.zeros(n, dtype=bool)

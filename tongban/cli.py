@@ -1,0 +1,185 @@
+"""The ``tongban`` command line.
+
+Exit codes: 0 success (nothing rejected), 1 rows were rejected, 2 unusable
+input (missing file, unknown dataset, unreadable file, bad mapping, missing
+column), 3 internal error, 130 interrupted. Errors are one bilingual line with a stable code and
+where the problem was found, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from connectors.errors import ExtractError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _error(exc: ExtractError, *, as_json: bool, out: TextIO) -> int:
+    if as_json:
+        print(json.dumps({"error": exc.as_dict()}, ensure_ascii=False), file=out)
+    where = f"  [{exc.where}]" if exc.where else ""
+    print(f"错误 error {exc.code}: {exc.message_zh} / {exc.message_en}{where}", file=sys.stderr)
+    return EXIT_UNUSABLE
+
+
+def _progress(enabled: bool):  # type: ignore[no-untyped-def]
+    """A rich progress bar on stderr when it is a terminal; a no-op otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} 行 rows"),
+                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """tongban validate DATASET FILE."""
+    from tongban.validation import open_extract, validate_extract
+
+    as_json = args.format == "json"
+    try:
+        extract = open_extract(args.dataset, args.file, mapping=args.mapping, table=args.table)
+        progress = _progress(not args.quiet)
+        task = None
+        if progress:
+            progress.start()
+            task = progress.add_task(f"校验 validating {extract.path.name}", total=None)
+        try:
+            validator, results = validate_extract(
+                extract, batch_size=args.batch_size,
+                on_batch=(lambda n: progress.advance(task, n)) if progress and task is not None else None,
+            )
+            for result in results:
+                for report in result.reports():
+                    if as_json:
+                        out.write(json.dumps(report.as_dict(), ensure_ascii=False) + "\n")
+                    elif not args.quiet:
+                        where = ",".join(dict.fromkeys(f for _, f in report.findings))
+                        out.write(
+                            f"第 {report.row} 行 row {report.row}\t{report.key or '-'}\t{report.severity.upper()}\t"
+                            f"{' '.join(report.codes)}\t[{where}]\t{report.message_zh} / {report.message_en}\n"
+                        )
+        finally:
+            if progress:
+                progress.stop()
+    except ExtractError as exc:
+        return _error(exc, as_json=as_json, out=out)
+    summary = validator.summary.as_dict()
+    summary["file"] = str(extract.path)
+    if as_json:
+        out.write(json.dumps({"summary": summary}, ensure_ascii=False) + "\n")
+    else:
+        codes = ", ".join(f"{c}×{n}" for c, n in summary["codes"].items()) or "-"  # type: ignore[attr-defined]
+        out.write(
+            f"\n{extract.path}: {summary['rows']} 行 rows, {summary['accepted']} 通过 accepted "
+            f"({summary['flagged']} 警告 flagged), {summary['rejected']} 拒绝 rejected\n"
+            f"规则 codes: {codes}\n"
+        )
+    return EXIT_REJECTED if validator.summary.rejected else EXIT_OK
+
+
+def cmd_generate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """tongban generate: write demo local systems."""
+    from tongban.generate import generate_demo
+
+    manifest = generate_demo(
+        Path(args.workdir), seed=args.seed, population_per_county=args.population,
+        business_per_county=args.business, license_per_county=args.licenses, defect_rate=args.defect_rate,
+    )
+    systems = manifest["systems"]
+    rows = sum(s["rows"] for s in systems)
+    defects = sum(len(s["defects"]) for s in systems)
+    if args.json:
+        out.write(json.dumps({"workdir": str(args.workdir), "systems": len(systems), "rows": rows,
+                              "defects": defects}, ensure_ascii=False) + "\n")
+    else:
+        out.write(f"已生成 generated {len(systems)} 个本地系统文件 local-system files, {rows} 行 rows "
+                  f"({defects} 行含缺陷 with defects) → {args.workdir}\n")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """tongban demo: generate the demo exchange's local systems and validate every extract."""
+    from tongban.demo import run_demo
+
+    return run_demo(Path(args.workdir), seed=args.seed, out=out, as_json=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="tongban",
+        description="通办 Tongban: 跨区域数据共享交换 cross-region data-sharing exchange hub.",
+        epilog="退出码 exit codes: 0 成功 ok, 1 有被拒绝的行 rows rejected, 2 输入不可用 unusable input.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    v = sub.add_parser(
+        "validate", help="校验一份数据 validate an extract against a dataset contract",
+        description="校验一份本地系统数据，列出被拒绝或标记的行。Validate an extract and list rejected or flagged rows.",
+    )
+    v.add_argument("dataset", metavar="DATASET", help="population | business | license")
+    v.add_argument("file", metavar="FILE", help="CSV, Parquet, JSONL, or a SQLite database (.sqlite/.db)")
+    v.add_argument("--format", choices=("text", "json"), default="text", help="输出格式 output format")
+    v.add_argument("--mapping", metavar="FILE", help="列名与代码映射 YAML column/code mapping")
+    v.add_argument("--table", metavar="NAME", help="数据库表名 table, for a database file")
+    v.add_argument("--batch-size", type=int, default=65_536, metavar="N", help="每批行数 rows per batch")
+    v.add_argument("-q", "--quiet", action="store_true", help="只输出汇总 summary only (text format)")
+    v.set_defaults(func=cmd_validate)
+
+    g = sub.add_parser(
+        "generate", help="生成演示数据 generate demo local systems",
+        description="生成带缺陷的演示本地系统数据。Generate demo local systems with realistic defects.",
+    )
+    g.add_argument("--workdir", default="demo", help="输出目录 output folder (default ./demo)")
+    g.add_argument("--seed", type=int, default=2026, help="随机种子 seed")
+    g.add_argument("--population", type=int, default=2000, metavar="N", help="每县人口记录数 per county")
+    g.add_argument("--business", type=int, default=500, metavar="N", help="每县市场主体数 per county")
+    g.add_argument("--licenses", type=int, default=800, metavar="N", help="每县证照数 per county")
+    g.add_argument("--defect-rate", type=float, default=0.02, metavar="F", help="缺陷比例 share of defective rows")
+    g.add_argument("--json", action="store_true", help="JSON 输出 JSON output")
+    g.set_defaults(func=cmd_generate)
+
+    d = sub.add_parser(
+        "demo", help="运行演示 run the demo exchange",
+        description="生成演示数据并校验每个本地系统。Generate the demo data and validate every local system.",
+    )
+    d.add_argument("--workdir", default="demo", help="工作目录 working folder (default ./demo)")
+    d.add_argument("--seed", type=int, default=2026, help="随机种子 seed")
+    d.add_argument("--json", action="store_true", help="每个系统一行 JSON one JSON object per system")
+    d.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tongban`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "batch_size", 1) < 1:
+        parser.error("--batch-size must be at least 1")
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("已中断 interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # last resort: one line, no stack trace (TONGBAN_DEBUG=1 shows it)
+        if os.environ.get("TONGBAN_DEBUG"):
+            raise
+        print(f"错误 error INTERNAL: 内部错误 internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
