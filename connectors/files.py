@@ -38,8 +38,9 @@ def detect_format(path: Path) -> str:
 
 def _csv_header(path: Path, encoding: str) -> list[str]:
     try:
-        with path.open(encoding=encoding, newline="") as fh:
-            header = next(csv.reader(fh), None)
+        with path.open("rb") as fh:
+            first = fh.readline().decode(encoding)
+        header = next(csv.reader([first]), None)
     except UnicodeDecodeError:
         raise ExtractError(
             "FILE_ENCODING", f"表头不是 {encoding} 编码", f"header is not {encoding} text", f"{path}:1"

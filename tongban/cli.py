@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "batch_size", 1) < 1:
         parser.error("--batch-size must be at least 1")
     try:
-        return int(args.func(args))
+        return int(args.func(args, sys.stdout))
     except KeyboardInterrupt:
         print("已中断 interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
