@@ -36,21 +36,23 @@ def hash_keys(keys: pa.Array) -> np.ndarray:
     data_buf = keys.buffers()[2]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(1, np.uint8)
     longest = int(lengths.max()) if n else 0
-    words = -(-longest // 8)
-    padded = np.zeros((n, words * 8), dtype=np.uint8)
     if n and longest and bool((lengths == longest).all()):
         first = int(offsets[0])
-        padded[:, :longest] = data[first : first + n * longest].reshape(n, longest)
+        matrix = data[first : first + n * longest].reshape(n, longest)
     else:
+        matrix = np.zeros((n, longest), dtype=np.uint8)
         starts = offsets[:-1]
         for j in range(longest):
             active = lengths > j
-            padded[active, j] = data[starts[active] + j]
+            matrix[active, j] = data[starts[active] + j]
     h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        # Hash 8-byte words (zero padded), then the length.
-        for word in np.ascontiguousarray(padded.view(np.uint64).T):
-            h ^= word
+        # Hash 8-byte words (the last one zero padded), then the length.
+        for k in range(0, longest, 8):
+            chunk = matrix[:, k : k + 8]
+            if chunk.shape[1] < 8:
+                chunk = np.concatenate([chunk, np.zeros((n, 8 - chunk.shape[1]), dtype=np.uint8)], axis=1)
+            h ^= np.ascontiguousarray(chunk).view(np.uint64).ravel()
             h *= _FNV_PRIME
             h ^= h >> np.uint64(29)
         h ^= lengths.astype(np.uint64)
@@ -65,12 +67,25 @@ class KeyTracker:
     def __init__(self) -> None:
         self._hashes = np.empty(0, dtype=np.uint64)  # sorted
         self._rows = np.empty(0, dtype=np.int64)  # first row of each hash, parallel to _hashes
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # unsorted, merged on the next batch
         self._batches: list[pa.Array] = []
         self._batch_starts: list[int] = []
 
     def _key_at(self, row: int) -> str:
         i = bisect.bisect_right(self._batch_starts, row) - 1
         return self._batches[i][row - self._batch_starts[i]].as_py()
+
+    def _merge_pending(self) -> None:
+        if not self._pending:
+            return
+        hashes = np.concatenate([self._hashes, *(h for h, _ in self._pending)])
+        rows = np.concatenate([self._rows, *(r for _, r in self._pending)])
+        self._pending.clear()
+        order = np.argsort(hashes, kind="stable")
+        hashes, rows = hashes[order], rows[order]
+        first = np.ones(len(hashes), dtype=bool)
+        first[1:] = hashes[1:] != hashes[:-1]  # one entry per hash: its first row
+        self._hashes, self._rows = hashes[first], rows[first]
 
     def add(self, keys: pa.Array, *, first_row: int) -> np.ndarray:
         """Record a batch whose first row is ``first_row``.
@@ -88,6 +103,7 @@ class KeyTracker:
         rows = np.arange(first_row, first_row + n, dtype=np.int64)
 
         # Against earlier batches.
+        self._merge_pending()
         if len(self._hashes):
             pos = np.minimum(np.searchsorted(self._hashes, h), len(self._hashes) - 1)
             for i in np.flatnonzero(present & (self._hashes[pos] == h)):
@@ -95,36 +111,31 @@ class KeyTracker:
                 if self._key_at(row) == keys[int(i)].as_py():
                     earlier[i] = row
 
-        # Within this batch: equal hashes next to each other once sorted.
-        order = np.argsort(h, kind="stable")
-        hs = h[order]
-        same = np.flatnonzero(hs[1:] == hs[:-1])
-        if len(same):
-            first_of: dict[tuple[int, str], int] = {}
-            candidates = np.unique(np.concatenate([order[same], order[same + 1]]))
-            for i in candidates:  # ascending row order
-                if not present[i] or earlier[i]:
-                    continue
-                ident = (int(h[i]), keys[int(i)].as_py())
-                if ident in first_of:
-                    earlier[i] = first_of[ident]
-                else:
-                    first_of[ident] = int(rows[i])
+        # Within this batch: only rows whose hash shares a bucket with another row can repeat a key,
+        # so only those are sorted; equal hashes are then confirmed on the keys themselves.
+        bits = max(10, int(n - 1).bit_length() + 2)
+        buckets = (h >> np.uint64(64 - bits)).astype(np.int64)
+        crowded = np.bincount(buckets, minlength=1 << bits)[buckets] > 1
+        cand = np.flatnonzero(crowded & present)
+        if len(cand) > 1:
+            hc = h[cand]
+            order = np.argsort(hc)
+            hs = hc[order]
+            same = np.flatnonzero(hs[1:] == hs[:-1])
+            if len(same):
+                first_of: dict[tuple[int, str], int] = {}
+                for i in np.unique(cand[np.concatenate([order[same], order[same + 1]])]):  # row order
+                    if earlier[i]:
+                        continue
+                    ident = (int(h[i]), keys[int(i)].as_py())
+                    if ident in first_of:
+                        earlier[i] = first_of[ident]
+                    else:
+                        first_of[ident] = int(rows[i])
 
-        new_sorted = (present & (earlier == 0))[order]
-        if new_sorted.any():
-            hs_new = hs[new_sorted]
-            rows_new = rows[order][new_sorted]
-            # One entry per hash value: the first row that carried it (the sort is stable).
-            first = np.ones(len(hs_new), dtype=bool)
-            first[1:] = hs_new[1:] != hs_new[:-1]
-            hs_new, rows_new = hs_new[first], rows_new[first]
-            if len(self._hashes):
-                at = np.searchsorted(self._hashes, hs_new)
-                self._hashes = np.insert(self._hashes, at, hs_new)
-                self._rows = np.insert(self._rows, at, rows_new)
-            else:
-                self._hashes, self._rows = hs_new, rows_new
+        new = present & (earlier == 0)
+        if new.any():
+            self._pending.append((h[new], rows[new]))
             self._batches.append(keys)
             self._batch_starts.append(first_row)
         return earlier

@@ -13,14 +13,14 @@ import numpy as np
 
 __all__ = ["days_since_epoch", "real_date", "today_days"]
 
-_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int32)
 
 
 def real_date(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
     """True where (year, month, day) is a date of the proleptic Gregorian calendar (years 1-9999)."""
-    year = year.astype(np.int64)
-    month = month.astype(np.int64)
-    day = day.astype(np.int64)
+    year = year.astype(np.int32, copy=False)
+    month = month.astype(np.int32, copy=False)
+    day = day.astype(np.int32, copy=False)
     month_ok = (month >= 1) & (month <= 12)
     leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
     dim = _DAYS_IN_MONTH[np.where(month_ok, month, 0)] + ((month == 2) & leap)
@@ -28,11 +28,18 @@ def real_date(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarra
 
 
 def days_since_epoch(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
-    """Days since 1970-01-01 (Arrow date32 values) of real dates; garbage in, garbage out."""
-    years = (year.astype(np.int64) - 1970).astype("datetime64[Y]")
-    months = years.astype("datetime64[M]") + (np.clip(month, 1, 12).astype(np.int64) - 1)
-    days = months.astype("datetime64[D]") + (day.astype(np.int64) - 1)
-    return days.astype(np.int64)
+    """Days since 1970-01-01 (Arrow date32 values) of real dates; garbage in, garbage out.
+
+    The civil-from-days arithmetic of the proleptic Gregorian calendar, in
+    integer vector operations (no datetime64 round trips).
+    """
+    y = year.astype(np.int64) - (month <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    m = month.astype(np.int64)
+    doy = (153 * np.where(m > 2, m - 3, m + 9) + 2) // 5 + day.astype(np.int64) - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
 
 
 def today_days(today: object | None = None) -> int:
