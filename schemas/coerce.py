@@ -194,7 +194,6 @@ def _dates_from_text(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 def read_date(values: pa.Array) -> tuple[pa.Array, Faults]:
     """Calendar dates as date32; unreadable or impossible dates are DATE_INVALID."""
-    n = len(values)
     t = values.type
     if pa.types.is_date32(t):
         return values, {}

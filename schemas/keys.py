@@ -48,13 +48,15 @@ def hash_keys(keys: pa.Array) -> np.ndarray:
     h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
     with np.errstate(over="ignore"):
         # Hash 8-byte words (the last one zero padded), then the length.
+        # A key's words depend on the key alone, so a key hashes alike in every batch.
         for k in range(0, longest, 8):
             chunk = matrix[:, k : k + 8]
             if chunk.shape[1] < 8:
                 chunk = np.concatenate([chunk, np.zeros((n, 8 - chunk.shape[1]), dtype=np.uint8)], axis=1)
-            h ^= np.ascontiguousarray(chunk).view(np.uint64).ravel()
-            h *= _FNV_PRIME
-            h ^= h >> np.uint64(29)
+            mixed = h ^ np.ascontiguousarray(chunk).view(np.uint64).ravel()
+            mixed *= _FNV_PRIME
+            mixed ^= mixed >> np.uint64(29)
+            h = mixed if bool((lengths > k).all()) else np.where(lengths > k, mixed, h)
         h ^= lengths.astype(np.uint64)
         h *= _FNV_PRIME
     h[~valid_mask(keys)] = 0
@@ -65,8 +67,8 @@ class KeyTracker:
     """Remembers the keys seen so far in one extract and their first row numbers."""
 
     def __init__(self) -> None:
-        self._hashes = np.empty(0, dtype=np.uint64)  # sorted
-        self._rows = np.empty(0, dtype=np.int64)  # first row of each hash, parallel to _hashes
+        self._hashes = np.empty(0, dtype=np.uint64)  # sorted hashes of the distinct keys seen
+        self._rows = np.empty(0, dtype=np.int64)  # first row of each key, parallel to _hashes
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # unsorted, merged on the next batch
         self._batches: list[pa.Array] = []
         self._batch_starts: list[int] = []
@@ -82,10 +84,8 @@ class KeyTracker:
         rows = np.concatenate([self._rows, *(r for _, r in self._pending)])
         self._pending.clear()
         order = np.argsort(hashes, kind="stable")
-        hashes, rows = hashes[order], rows[order]
-        first = np.ones(len(hashes), dtype=bool)
-        first[1:] = hashes[1:] != hashes[:-1]  # one entry per hash: its first row
-        self._hashes, self._rows = hashes[first], rows[first]
+        # Every distinct key keeps its entry, even when two keys share a hash.
+        self._hashes, self._rows = hashes[order], rows[order]
 
     def add(self, keys: pa.Array, *, first_row: int) -> np.ndarray:
         """Record a batch whose first row is ``first_row``.
@@ -107,9 +107,14 @@ class KeyTracker:
         if len(self._hashes):
             pos = np.minimum(np.searchsorted(self._hashes, h), len(self._hashes) - 1)
             for i in np.flatnonzero(present & (self._hashes[pos] == h)):
-                row = int(self._rows[pos[i]])
-                if self._key_at(row) == keys[int(i)].as_py():
-                    earlier[i] = row
+                key = keys[int(i)].as_py()
+                j = int(pos[i])
+                while j < len(self._hashes) and self._hashes[j] == h[i]:
+                    row = int(self._rows[j])
+                    if self._key_at(row) == key:
+                        earlier[i] = row
+                        break
+                    j += 1
 
         # Within this batch: only rows whose hash shares a bucket with another row can repeat a key,
         # so only those are sorted; equal hashes are then confirmed on the keys themselves.

@@ -39,7 +39,7 @@ ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 MAX_SERIAL = 64
 _PATTERN = re.compile(
     r"^1\.2\.156\.3005\.2\.(?P<type_code>[0-9A-Z]{21})\.(?P<issuer_code>[0-9A-Z]{18})\."
-    r"(?P<serial>[0-9A-Z]{1,%d})\.(?P<version>[0-9]{3})\.(?P<check>[0-9A-Z])$" % MAX_SERIAL
+    r"(?P<serial>[0-9A-Z]{1," + str(MAX_SERIAL) + r"})\.(?P<version>[0-9]{3})\.(?P<check>[0-9A-Z])$"
 )
 _PARTS = ("type_code", "issuer_code", "serial", "version", "check")
 

@@ -1,0 +1,103 @@
+"""Duplicate-key tracking agrees with a plain dictionary, even when hashes collide."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from schemas import keys as keys_module
+from schemas.keys import KeyTracker, hash_keys
+from schemas.standards.dates import days_since_epoch, real_date
+
+
+def _reference(batches: list[list[str | None]]) -> list[list[int]]:
+    first: dict[str, int] = {}
+    out, row = [], 1
+    for batch in batches:
+        result = []
+        for key in batch:
+            if key is None:
+                result.append(0)
+            elif key in first:
+                result.append(first[key])
+            else:
+                first[key] = row
+                result.append(0)
+            row += 1
+        out.append(result)
+    return out
+
+
+def _batches(seed: int) -> list[list[str | None]]:
+    rng = np.random.default_rng(seed)
+    pool = [f"K{int(x):0{int(w)}d}" for x, w in zip(rng.integers(0, 10**6, 400), rng.integers(1, 12, 400),
+                                                    strict=True)]
+    batches = []
+    for size in rng.integers(0, 300, 6):
+        picks = rng.integers(0, len(pool), size)
+        batch: list[str | None] = [pool[i] for i in picks]
+        for i in rng.integers(0, max(size, 1), size // 10):
+            if size:
+                batch[int(i)] = None
+        batches.append(batch)
+    return batches
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_tracker_matches_a_dictionary(seed: int) -> None:
+    batches = _batches(seed)
+    tracker, row, got = KeyTracker(), 1, []
+    for batch in batches:
+        got.append(tracker.add(pa.array(batch, pa.string()), first_row=row).tolist())
+        row += len(batch)
+    assert got == _reference(batches)
+
+
+def test_colliding_hashes_never_make_a_false_duplicate(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every key hashes alike: the tracker must still tell them apart by their text.
+    monkeypatch.setattr(keys_module, "hash_keys", lambda k: np.full(len(k), 42, dtype=np.uint64))
+    batches = [["a", "b", "a", None], ["c", "b", "d", "c"]]
+    tracker, row, got = KeyTracker(), 1, []
+    for batch in batches:
+        got.append(tracker.add(pa.array(batch), first_row=row).tolist())
+        row += len(batch)
+    assert got == _reference(batches) == [[0, 0, 1, 0], [0, 2, 0, 5]]
+
+
+def test_hash_is_the_same_whatever_the_batch_holds() -> None:
+    alone = hash_keys(pa.array(["110105194912310021"]))
+    mixed = hash_keys(pa.array(["x", "110105194912310021", None, "a-much-longer-key-than-the-others"]))
+    assert alone[0] == mixed[1]
+    assert len(set(hash_keys(pa.array([f"{i:018d}" for i in range(50_000)])).tolist())) == 50_000
+
+
+def test_large_key_types() -> None:
+    got = KeyTracker().add(pa.array(["a", "b", "a"], pa.large_string()), first_row=10)
+    assert got.tolist() == [0, 0, 10]
+
+
+def test_civil_day_arithmetic_matches_datetime() -> None:
+    rng = np.random.default_rng(3)
+    offsets = rng.integers(-719_162, 2_932_896, 100_000)  # 0001-01-01 .. 9999-12-31
+    days = [dt.date(1970, 1, 1) + dt.timedelta(days=int(x)) for x in offsets]
+    year = np.array([d.year for d in days])
+    month = np.array([d.month for d in days])
+    day = np.array([d.day for d in days])
+    assert (days_since_epoch(year, month, day) == offsets).all()
+    assert real_date(year, month, day).all()
+
+
+def test_real_date_rejects_what_datetime_rejects() -> None:
+    rng = np.random.default_rng(4)
+    year, month, day = rng.integers(-5, 10_005, 50_000), rng.integers(-1, 15, 50_000), rng.integers(-1, 33, 50_000)
+    expected = []
+    for y, m, d in zip(year.tolist(), month.tolist(), day.tolist(), strict=True):
+        try:
+            dt.date(y, m, d)
+            expected.append(True)
+        except ValueError:
+            expected.append(False)
+    assert real_date(year, month, day).tolist() == expected
