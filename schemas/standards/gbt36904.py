@@ -55,7 +55,7 @@ def compose(type_code: str, issuer_code: str, serial: str, version: str) -> str:
 
 def split(identifier: str) -> dict[str, str]:
     """The parts of a well-formed identifier; ValueError otherwise."""
-    match = _PATTERN.match(identifier)
+    match = _PATTERN.fullmatch(identifier)
     if not match:
         raise ValueError("format: 1.2.156.3005.2.<type>.<issuer>.<serial>.<version>.<check> expected")
     return match.groupdict()
@@ -132,7 +132,8 @@ def check(values: pa.Array | pa.ChunkedArray) -> LicenseIdCheck:
     present = valid_mask(values)
     parts = pc.extract_regex(values, _PATTERN.pattern)
     well_formed = parts.is_valid().to_numpy(zero_copy_only=False)
-    fields = {name: parts.field(name) for name in _PARTS}
+    # flatten() carries the struct's nulls (no match) into each part.
+    fields = dict(zip((f.name for f in parts.type), parts.flatten(), strict=True))
     body = pc.binary_join_element_wise(*(fields[p] for p in _PARTS), "")
     checksums = mod_37_36_checksums(pc.fill_null(body, ""))
     faults = np.zeros(len(values), dtype=np.int8)
