@@ -88,6 +88,35 @@ def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     return EXIT_REJECTED if validator.summary.rejected else EXIT_OK
 
 
+def cmd_schema(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """tongban schema DATASET: the canonical fields a mapping maps onto."""
+    import schemas
+
+    if args.dataset not in schemas.DATASETS:
+        known = ", ".join(schemas.DATASETS)
+        return _error(ExtractError("DATASET_UNKNOWN", f"未知数据集 {args.dataset}（可用：{known}）",
+                                   f"unknown dataset {args.dataset} (known: {known})", args.dataset),
+                      as_json=args.json, out=out)
+    dataset = schemas.get(args.dataset)
+    rows = [
+        {"name": f.name, "label_zh": f.label, "kind": str(f.kind), "type": str(f.type), "required": f.required,
+         "sensitivity": str(f.sensitivity), "max_length": f.max_length, "codes": list(f.codes),
+         "description": f.description, "key": f.name == dataset.key, "owner": f.name == dataset.owner_field}
+        for f in dataset.fields
+    ]
+    if args.json:
+        out.write(json.dumps({"dataset": dataset.name, "label_zh": dataset.label, "key": dataset.key,
+                              "owner": dataset.owner_field, "fields": rows}, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    out.write(f"{dataset.name}（{dataset.label}）: {dataset.description}\n")
+    for r in rows:
+        marks = " ".join(m for m, on in (("key", r["key"]), ("owner", r["owner"]), ("required", r["required"])) if on)
+        codes = f" codes: {','.join(r['codes'])}" if r["codes"] and len(r["codes"]) <= 12 else ""
+        out.write(f"  {r['name']:<24}{r['label_zh']}\t{r['kind']:<10} {r['sensitivity']:<10} {marks}\n"
+                  f"  {'':<24}{r['description']}{codes}\n")
+    return EXIT_OK
+
+
 def cmd_generate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban generate: write demo local systems."""
     from tongban.generate import generate_demo
@@ -136,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--batch-size", type=int, default=65_536, metavar="N", help="每批行数 rows per batch")
     v.add_argument("-q", "--quiet", action="store_true", help="只输出汇总 summary only (text format)")
     v.set_defaults(func=cmd_validate)
+
+    sc = sub.add_parser(
+        "schema", help="查看数据集字段 show a dataset's canonical fields",
+        description="列出数据集的标准字段、类型与敏感级别。List a dataset's canonical fields, kinds and sensitivity.",
+    )
+    sc.add_argument("dataset", metavar="DATASET", help="population | business | license")
+    sc.add_argument("--json", action="store_true", help="JSON 输出 JSON output")
+    sc.set_defaults(func=cmd_schema)
 
     g = sub.add_parser(
         "generate", help="生成演示数据 generate demo local systems",

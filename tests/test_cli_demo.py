@@ -1,0 +1,69 @@
+"""`tongban demo`, `generate` and `schema`: what a new user runs first."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import schemas
+from tongban.cli import main
+
+
+def test_demo_finds_exactly_the_planted_defects(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    workdir = tmp_path / "demo"
+    assert main(["demo", "--workdir", str(workdir), "--json"]) == 0
+    systems = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {s["dataset"] for s in systems} == {"population", "business", "license"}
+    assert len({s["county"] for s in systems}) == 9
+    assert sum(s["planted"] for s in systems) > 100
+    for s in systems:
+        assert s["missed"] == 0 and s["unexpected"] == 0, s
+        assert s["rejected"] == s["planted"]
+    # Everything the demo made stays under its working folder.
+    assert (workdir / "manifest.json").is_file()
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_demo_text_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--workdir", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    assert "every planted defect was found" in out and "全部缺陷均被发现" in out
+    assert "630104" in out and "150205" in out
+
+
+def test_generate_reports_what_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["generate", "--workdir", str(tmp_path / "g"), "--population", "50", "--business", "20",
+            "--licenses", "30", "--defect-rate", "0.1", "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    manifest = json.loads((tmp_path / "g" / "manifest.json").read_text(encoding="utf-8"))
+    assert summary["rows"] == sum(s["rows"] for s in manifest["systems"]) == 9 * (50 + 20 + 30)
+    assert summary["defects"] == sum(len(s["defects"]) for s in manifest["systems"]) > 0
+
+
+@pytest.mark.parametrize("name", list(schemas.DATASETS))
+def test_schema_lists_every_field(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema", name, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    dataset = schemas.get(name)
+    assert [f["name"] for f in doc["fields"]] == dataset.names
+    assert doc["key"] == dataset.key
+    assert all(f["label_zh"] and f["description"] for f in doc["fields"])
+    assert main(["schema", name]) == 0
+    assert dataset.key in capsys.readouterr().out
+
+
+def test_schema_unknown_dataset(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema", "nosuch"]) == 2
+    assert "DATASET_UNKNOWN" in capsys.readouterr().err
+
+
+def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--help"], ["validate", "--help"], ["demo", "--help"], ["generate", "--help"],
+                 ["schema", "--help"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 0
+        assert "usage: tongban" in capsys.readouterr().out
