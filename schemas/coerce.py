@@ -31,9 +31,11 @@ __all__ = ["Faults", "read_date", "read_decimal", "read_json", "read_text", "rea
 Faults = dict[str, np.ndarray]
 
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+# ISO 8601 extended date-time, as Arrow's parser reads it: a time may stop after the hour or the
+# minute, and a zone is Z or an offset of hours with optional minutes.
 _TIME_RE = (
-    r"^(?P<date>\d{4}-\d\d-\d\d)[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,9})?)?"
-    r"(?P<zone>Z|[+-](?:0\d|1[0-4]):?[0-5]\d)?$"
+    r"^(?P<date>\d{4}-\d\d-\d\d)(?:[T ](?:[01]\d|2[0-3])(?::[0-5]\d(?::[0-5]\d(?P<frac>\.\d{1,9})?)?)?"
+    r"(?P<zone>Z|[+-](?:[01]\d|2[0-3])(?::?[0-5]\d)?)?)?$"
 )
 
 
@@ -192,64 +194,139 @@ def _dates_from_text(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return days, ok
 
 
+# Years 0001-9999, the calendar of datetime.date: as date32 day numbers and as microseconds.
+_MIN_DAY, _MAX_DAY = -719_162, 2_932_896
+_UNIT_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
+
+
+def _in_calendar(values: np.ndarray, per_day: int) -> np.ndarray:
+    """True where integer times (``per_day`` units a day since the epoch) fall in years 1-9999."""
+    return (values >= _MIN_DAY * per_day) & (values < (_MAX_DAY + 1) * per_day)
+
+
+def _typed_times(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Microseconds since the epoch of a timestamp array, and where they are in the calendar."""
+    unit = values.type.unit
+    raw = pc.fill_null(values.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    ok = _in_calendar(raw, _UNIT_PER_DAY[unit]) & valid_mask(values)
+    if unit == "ns":
+        micros = np.floor_divide(raw, 1000)
+    else:
+        micros = np.where(ok, raw, 0) * (_UNIT_PER_DAY["us"] // _UNIT_PER_DAY[unit])
+    return micros, ok
+
+
 def read_date(values: pa.Array) -> tuple[pa.Array, Faults]:
-    """Calendar dates as date32; unreadable or impossible dates are DATE_INVALID."""
+    """Calendar dates (years 1-9999) as date32; unreadable or impossible dates are DATE_INVALID."""
     t = values.type
+    present = valid_mask(values)
     if pa.types.is_date32(t):
-        return values, {}
-    if pa.types.is_date64(t) or pa.types.is_timestamp(t):
-        return pc.cast(values, pa.date32()), {}
-    text, faults = read_text(values)
-    present = valid_mask(text)
+        days = pc.fill_null(values.cast(pa.int32()), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        faults: Faults = {}
+    elif pa.types.is_date64(t) or pa.types.is_timestamp(t):
+        if pa.types.is_date64(t):
+            values = values.cast(pa.timestamp("ms"))
+        micros, ok = _typed_times(values)
+        days = np.floor_divide(micros, _UNIT_PER_DAY["us"])
+        faults = {"DATE_INVALID": present & ~ok}
+    else:
+        text, faults = read_text(values)
+        present = valid_mask(text)
+        try:
+            days = pc.fill_null(pc.cast(text, pa.date32()).cast(pa.int32()), 0).to_numpy(zero_copy_only=False)
+            days = days.astype(np.int64)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            days, ok = _dates_from_text(text)
+            faults["DATE_INVALID"] = present & ~ok
+    bad = present & ~((days >= _MIN_DAY) & (days <= _MAX_DAY))
+    if bad.any():
+        faults["DATE_INVALID"] = faults.get("DATE_INVALID", np.zeros(len(days), dtype=bool)) | bad
+    good = present & ~faults.get("DATE_INVALID", np.zeros(len(days), dtype=bool))
+    result = pa.array(np.where(good, days, 0).astype(np.int32), type=pa.int32(), mask=~good)
+    return result.cast(pa.date32()), faults
+
+
+def _cast_rows(text: pa.Array, target: pa.DataType) -> tuple[np.ndarray, np.ndarray]:
+    """Cast strings one batch at a time, or row by row where the batch fails: (int64 values, ok)."""
     try:
-        return pc.cast(text, pa.date32()), faults
+        cast = pc.cast(text, target)
+        return pc.fill_null(cast.cast(pa.int64()), 0).to_numpy(zero_copy_only=False), valid_mask(cast)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    days, ok = _dates_from_text(text)
-    bad = present & ~ok
-    faults["DATE_INVALID"] = bad
-    result = pa.array(days.astype(np.int32), type=pa.int32(), mask=~(present & ok)).cast(pa.date32())
-    return result, faults
+        values = np.zeros(len(text), dtype=np.int64)
+        ok = np.zeros(len(text), dtype=bool)
+        for i in range(len(text)):
+            try:
+                one = pc.cast(text.slice(i, 1), target).cast(pa.int64())[0].as_py()
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+            if one is not None:
+                values[i], ok[i] = one, True
+        return values, ok
 
 
 def read_timestamp(values: pa.Array, *, timezone: str | None = None) -> tuple[pa.Array, Faults]:
-    """Times as UTC timestamps; a time without offset takes ``timezone`` or is TIME_INVALID."""
+    """Times (years 1-9999) as UTC timestamps[us]; a time without offset takes ``timezone`` or is TIME_INVALID.
+
+    Accepted text is ISO 8601 extended form: ``YYYY-MM-DD[T ]hh[:mm[:ss[.f]]]`` with ``Z`` or an offset
+    ``±hh[[:]mm]``; fractions beyond microseconds are truncated. Without a zone, a time (or a bare
+    date, read as midnight) is local time in ``timezone``.
+    """
     target = pa.timestamp("us", tz="UTC")
     t = values.type
+    n = len(values)
     if pa.types.is_timestamp(t):
+        present = valid_mask(values)
+        if t.tz is None and timezone is None:
+            return pa.nulls(n, target), {"TIME_INVALID": present}
+        micros, ok = _typed_times(values)
+        result = pa.array(micros, type=pa.int64(), mask=~ok).cast(pa.timestamp("us", tz=t.tz))
         if t.tz is None:
-            if timezone is None:
-                return pa.nulls(len(values), target), {"TIME_INVALID": valid_mask(values)}
-            values = pc.assume_timezone(values, timezone, ambiguous="earliest", nonexistent="earliest")
-        return pc.cast(values, target), {}
+            result = pc.assume_timezone(result.cast(pa.timestamp("us")), timezone,
+                                        ambiguous="earliest", nonexistent="earliest")
+        return result.cast(target), {"TIME_INVALID": present & ~ok}
     if pa.types.is_date32(t) or pa.types.is_date64(t):
         values = pc.cast(values, pa.string())
     text, faults = read_text(values)
-    try:
-        return pc.cast(text, target), faults
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
     present = valid_mask(text)
+    # Fast path: the whole batch is zoned (or, with a zone to assume, the whole batch is local).
+    for fast_target, local in ((target, False), (pa.timestamp("us"), True)):
+        if local and timezone is None:
+            continue
+        try:
+            cast = pc.cast(text, fast_target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        if local:
+            cast = pc.assume_timezone(cast, timezone, ambiguous="earliest", nonexistent="earliest")
+        micros = pc.fill_null(cast.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+        good = present & _in_calendar(micros, _UNIT_PER_DAY["us"])
+        faults["TIME_INVALID"] = present & ~good
+        return pa.array(np.where(good, micros, 0), type=pa.int64(), mask=~good).cast(target), faults
     parts = pc.extract_regex(text, _TIME_RE)
     shaped = parts.is_valid().to_numpy(zero_copy_only=False)
-    _, date_ok = _dates_from_text(pc.utf8_slice_codeunits(text, 0, 10))
-    zone_len = pc.fill_null(pc.binary_length(parts.field("zone")), 0)
-    has_zone = (zone_len.to_numpy(zero_copy_only=False) > 0) & shaped
-    good = shaped & date_ok & (has_zone | (timezone is not None))
-    n = len(text)
+    zone_len = pc.fill_null(pc.binary_length(parts.field("zone")), 0).to_numpy(zero_copy_only=False)
+    frac_len = pc.fill_null(pc.binary_length(parts.field("frac")), 0).to_numpy(zero_copy_only=False)
+    has_zone = shaped & (zone_len > 0)
     result = np.zeros(n, dtype=np.int64)
-    zoned = good & has_zone
-    if zoned.any():
-        parsed = pc.cast(pc.filter(text, pa.array(zoned)), target)
-        result[zoned] = parsed.cast(pa.int64()).to_numpy(zero_copy_only=False)
-    naive = good & ~has_zone
-    if naive.any():
-        assert timezone is not None
-        local = pc.cast(pc.filter(text, pa.array(naive)), pa.timestamp("us"))
-        utc = pc.assume_timezone(local, timezone, ambiguous="earliest", nonexistent="earliest")
-        result[naive] = utc.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    good = np.zeros(n, dtype=bool)
+    if (frac_len > 7).any():  # a dot and more than six digits: keep microseconds
+        text = pc.replace_substring_regex(text, r"(\.\d{6})\d+", r"\1")
+    for rows, local in ((has_zone, False), (shaped & ~has_zone & (timezone is not None), True)):
+        if not rows.any():
+            continue
+        subset = pc.filter(text, pa.array(rows))
+        micros, ok = _cast_rows(subset, pa.timestamp("us") if local else target)
+        if local:
+            assert timezone is not None
+            naive = pa.array(micros, type=pa.int64(), mask=~ok).cast(pa.timestamp("us"))
+            zoned = pc.assume_timezone(naive, timezone, ambiguous="earliest", nonexistent="earliest")
+            micros = pc.fill_null(zoned.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+        idx = np.flatnonzero(rows)
+        result[idx] = micros
+        good[idx] = ok
+    good &= _in_calendar(result, _UNIT_PER_DAY["us"])
     faults["TIME_INVALID"] = present & ~good
-    return pa.array(result, type=pa.int64(), mask=~good).cast(target), faults
+    return pa.array(np.where(good, result, 0), type=pa.int64(), mask=~good).cast(target), faults
 
 
 def read_decimal(values: pa.Array, *, precision: int = 18, scale: int = 4) -> tuple[pa.Array, Faults]:
@@ -272,7 +349,10 @@ def read_decimal(values: pa.Array, *, precision: int = 18, scale: int = 4) -> tu
             value = decimal.Decimal(raw.replace(",", ""))
             if not value.is_finite() or value < 0 or value >= limit:
                 raise decimal.InvalidOperation
-            out.append(value.quantize(quantum, rounding=decimal.ROUND_HALF_EVEN))
+            value = value.quantize(quantum, rounding=decimal.ROUND_HALF_EVEN)
+            if value >= limit:  # rounded up past the largest amount
+                raise decimal.InvalidOperation
+            out.append(value)
         except (decimal.InvalidOperation, ValueError):
             bad[i] = True
             out.append(None)
@@ -293,7 +373,9 @@ def read_json(values: pa.Array) -> tuple[pa.Array, Faults]:
             obj = json.loads(raw)
             if not isinstance(obj, dict):
                 raise ValueError
-            out.append(json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=True))
+            canonical = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+            canonical.encode("utf-8")  # a lone surrogate escape such as \ud800 has no UTF-8 form
+            out.append(canonical)
         except (ValueError, RecursionError):
             bad[i] = True
             out.append(None)

@@ -81,8 +81,6 @@ def _checks(c: Checker) -> None:
     c.not_future("issue_date")
     both = c.present("valid_from") & c.present("valid_until")
     c.flag("VALIDITY_ORDER", "valid_until", both & (c.days("valid_from") > c.days("valid_until")))
-    issued = c.present("issue_date") & c.present("valid_from")
-    c.flag("ISSUE_AFTER_VALID_FROM", "issue_date", issued & (c.days("issue_date") > c.days("valid_from")))
     expired = c.present("valid_until") & (c.days("valid_until") < c.today) & c.equals("status", VALID)
     c.flag("EXPIRED_BUT_VALID", "status", expired)
     c.check_division("division")

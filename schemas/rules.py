@@ -86,7 +86,6 @@ _CATALOGUE: tuple[tuple[str, Severity, str, str], ...] = (
     ("LICENSE_TYPE_CODE_INVALID", E, "证照类型代码应为统一社会信用代码加 3 位数字", "license type code must be a USCC and 3 digits"),
     ("HOLDER_CODE_TYPE_INVALID", E, "持证主体代码类型应为 111 或 001", "holder code type must be 111 or 001"),
     ("VALIDITY_ORDER", E, "有效期起始日期晚于截止日期", "valid_from is after valid_until"),
-    ("ISSUE_AFTER_VALID_FROM", W, "发证日期晚于有效期起始日期", "issue date is after valid_from"),
     ("EXPIRED_BUT_VALID", W, "已过有效期但状态仍为有效", "past valid_until but the status is still valid"),
     ("SURFACE_INVALID", E, "照面信息应为 JSON 对象", "surface must be a JSON object"),
 )

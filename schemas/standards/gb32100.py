@@ -38,6 +38,9 @@ __all__ = ["CHARSET", "UsccCheck", "calc_check_digit", "check", "division", "is_
 CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 WEIGHTS = tuple(pow(3, i, 31) for i in range(17))
 
+# Registration authorities of the central government write 100000 in the division part.
+CENTRAL = 100000
+
 # Fault codes of the vectorized check, in order of precedence.
 OK, BAD_FORMAT, BAD_CHECKSUM, BAD_ORG_CHECKSUM = 0, 1, 2, 3
 
@@ -135,5 +138,5 @@ def check(values: pa.Array | pa.ChunkedArray, *, allowlist: Iterable[str] = ()) 
         faults=faults,
         allowlisted=allowlisted,
         division=divisions.astype(np.int32),
-        division_known=gbt2260.is_known_array(divisions),
+        division_known=gbt2260.is_known_array(divisions) | (divisions == CENTRAL),
     )
