@@ -35,7 +35,7 @@ from schemas.contract import Field as FieldSpec
 from schemas.keys import KeyTracker
 from schemas.rules import RULES, Severity
 from schemas.standards import gb11643, gb32100, gbt2260
-from schemas.standards._arrow import fixed_width, valid_mask
+from schemas.standards._arrow import decimal, fixed_width, valid_mask
 from schemas.standards.dates import today_days
 
 __all__ = ["BatchResult", "Checker", "ContractError", "Finding", "RowReport", "Summary", "Validator"]
@@ -192,9 +192,7 @@ class Checker:
         six_digits = fits & (np.maximum.reduce(digits, axis=0) <= 9)
         present = self.present(name)
         self.flag("DIVISION_INVALID", name, present & ~six_digits)
-        codes = np.zeros(self.n, dtype=np.int64)
-        for row in digits:
-            codes = codes * 10 + row
+        codes = np.where(six_digits, decimal(digits, np.int32), 0)
         self.flag("DIVISION_UNKNOWN", name, six_digits & ~gbt2260.is_known_array(codes))
 
     def check_moved(self, status: str, moved_out: str, moved_to: str) -> None:

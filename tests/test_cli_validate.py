@@ -188,3 +188,21 @@ def test_console_script_help_and_no_traceback(tmp_path) -> None:
     done = subprocess.run([str(exe), "validate", "population", str(tmp_path / "none.csv")],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "FILE_NOT_FOUND" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_uscc_allowlist_file(capsys, tmp_path) -> None:
+    row = ("91110000600037341M,某某公司,有限责任公司,张三,,100,2001-05-01,北京市市场监督管理局,110000,北京市,"
+           "软件开发,active,,2024-01-01T08:00:00+08:00")
+    header = ("uscc,name,entity_type,legal_representative,legal_rep_id_number,registered_capital,established_date,"
+              "registration_authority,division,address,business_scope,status,moved_to,updated_at")
+    csv = tmp_path / "qy.csv"
+    csv.write_text(f"{header}\n{row}\n", encoding="utf-8")
+    rc, out, _ = run(capsys, "validate", "business", str(csv), "--format", "json")
+    assert rc == 1 and json.loads(out.splitlines()[0])["codes"] == ["USCC_CHECKSUM"]
+    allow = tmp_path / "allow.txt"
+    allow.write_text("# early codes confirmed by the registration authority\n91110000600037341m  # lower case ok\n")
+    rc, out, _ = run(capsys, "validate", "business", str(csv), "--format", "json", "--uscc-allowlist", str(allow))
+    assert rc == 0 and json.loads(out.splitlines()[0])["codes"] == ["USCC_ALLOWLISTED"]
+    allow.write_text("not-a-code\n")
+    rc, _, err = run(capsys, "validate", "business", str(csv), "--uscc-allowlist", str(allow))
+    assert rc == 2 and "ALLOWLIST_INVALID" in err and f"{allow}:1" in err

@@ -48,7 +48,8 @@ def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
     as_json = args.format == "json"
     try:
-        extract = open_extract(args.dataset, args.file, mapping=args.mapping, table=args.table)
+        extract = open_extract(args.dataset, args.file, mapping=args.mapping, table=args.table,
+                               allowlist=args.uscc_allowlist)
         progress = _progress(not args.quiet)
         task = None
         if progress:
@@ -162,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--format", choices=("text", "json"), default="text", help="输出格式 output format")
     v.add_argument("--mapping", metavar="FILE", help="列名与代码映射 YAML column/code mapping")
     v.add_argument("--table", metavar="NAME", help="数据库表名 table, for a database file")
+    v.add_argument("--uscc-allowlist", metavar="FILE",
+                   help="早期统一社会信用代码白名单（每行一个）early USCCs to accept although they fail the check")
     v.add_argument("--batch-size", type=int, default=65_536, metavar="N", help="每批行数 rows per batch")
     v.add_argument("-q", "--quiet", action="store_true", help="只输出汇总 summary only (text format)")
     v.set_defaults(func=cmd_validate)

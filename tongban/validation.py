@@ -6,7 +6,7 @@ This is what ``tongban validate`` and the demo run; it imports nothing from Airf
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import schemas
@@ -16,7 +16,7 @@ from connectors.mapping import Mapping, load_mapping
 from connectors.sql import SQLITE_SUFFIXES, read_sql, sqlite_url
 from schemas.validate import BatchResult, ContractError, Validator
 
-__all__ = ["Extract", "open_extract", "validate_extract"]
+__all__ = ["Extract", "load_allowlist", "open_extract", "validate_extract"]
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,33 @@ class Extract:
         return self.path.suffix.lower() in SQLITE_SUFFIXES
 
 
+def load_allowlist(path: str | Path) -> tuple[str, ...]:
+    """Early USCCs to accept although they fail a check: one per line, ``#`` starts a comment."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExtractError("ALLOWLIST_UNREADABLE", f"无法读取白名单：{exc}", f"cannot read the allowlist: {exc}",
+                           str(path)) from None
+    codes = []
+    for lineno, line in enumerate(lines, start=1):
+        code = line.split("#", 1)[0].strip().upper()
+        if not code:
+            continue
+        if len(code) != 18 or not code.isalnum() or not code.isascii():
+            raise ExtractError("ALLOWLIST_INVALID", f"第 {lineno} 行不是 18 位代码", f"line {lineno} is not an 18-character code",
+                               f"{path}:{lineno}")
+        codes.append(code)
+    return tuple(codes)
+
+
 def open_extract(
-    dataset: str, path: str | Path, *, mapping: str | Path | None = None, table: str | None = None
+    dataset: str,
+    path: str | Path,
+    *,
+    mapping: str | Path | None = None,
+    table: str | None = None,
+    allowlist: str | Path | None = None,
 ) -> Extract:
     """Check the arguments of a validation run; ExtractError with a code otherwise."""
     if dataset not in schemas.DATASETS:
@@ -48,6 +73,8 @@ def open_extract(
     path = Path(path)
     if not path.exists():
         raise ExtractError("FILE_NOT_FOUND", "找不到文件", "file not found", str(path))
+    if allowlist:
+        loaded = replace(loaded, uscc_allowlist=loaded.uscc_allowlist + load_allowlist(allowlist))
     extract = Extract(dataset, path, loaded, table or loaded.table)
     if extract.is_database and not (extract.table or loaded.query):
         raise ExtractError("SQL_NO_TABLE", "数据库文件需要 --table 或映射中的 table",
