@@ -36,8 +36,11 @@ FIELDS = (
 )
 
 
-def _checks(c: Checker) -> None:
+def _key_checks(c: Checker) -> None:
     c.check_uscc("uscc")
+
+
+def _checks(c: Checker) -> None:
     c.check_identity("legal_rep_id_number")
     c.not_future("established_date")
     c.check_division("division")
@@ -53,5 +56,6 @@ DATASET = Dataset(
     key="uscc",
     owner_field="division",
     fields=FIELDS,
+    key_checks=_key_checks,
     checks=_checks,
 )

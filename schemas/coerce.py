@@ -97,11 +97,54 @@ def to_string(values: pa.Array) -> tuple[pa.Array, Faults]:
 
 _CONTROL_BYTE = np.zeros(256, dtype=bool)
 _CONTROL_BYTE[[*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F]] = True
-# First/last bytes that may belong to whitespace: ASCII space and controls, U+00A0, U+3000 and friends.
-_EDGE_FIRST = np.zeros(256, dtype=bool)
-_EDGE_FIRST[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, 0xC2, 0xE1, 0xE2, 0xE3]] = True
-_EDGE_LAST = np.zeros(256, dtype=bool)
-_EDGE_LAST[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, *range(0x80, 0xC0)]] = True
+
+# Whitespace in UTF-8, as Arrow's trim reads it: ASCII (09-0D, 1C-1F, 20), two bytes C2 85 / C2 A0, and three bytes
+# E1 9A 80, E2 80 80-8A, E2 80 A8 / A9 / AF, E2 81 9F, E3 80 80 (U+3000, the ideographic space).
+def _table(*byte_values: int) -> np.ndarray:
+    table = np.zeros(256, dtype=bool)
+    table[list(byte_values)] = True
+    return table
+
+
+_WS_ASCII = _table(0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20)
+_WS2_LEAD, _WS2_LAST = _table(0xC2), _table(0x85, 0xA0)
+_WS3_LEAD, _WS3_MID = _table(0xE1, 0xE2, 0xE3), _table(0x80, 0x81, 0x9A)
+_WS3_LAST = _table(*range(0x80, 0x8B), 0xA8, 0xA9, 0xAF, 0x9F)
+
+
+
+def _may_need_trim(offsets: np.ndarray, data: np.ndarray) -> bool:
+    """Whether any value may start or end with whitespace (no false negatives, few false positives).
+
+    One byte at each end rules out almost every value; the few left are looked at more closely.
+    """
+    if len(data) == 0:
+        return False
+    last_byte = len(data) - 1
+    starts, ends = offsets[:-1], offsets[1:]
+    length = ends - starts
+    b0 = data[np.minimum(starts, last_byte)]
+    e1, e2 = data[np.maximum(ends - 1, 0)], data[np.maximum(ends - 2, 0)]
+    # Comparisons rather than table look-ups: they run over uint8 vectors at full speed.
+    lead = (b0 <= 0x20) | (b0 == 0xC2) | ((b0 - np.uint8(0xE1)) <= 2)
+    trail = (e1 <= 0x20) | (e2 == 0xC2) | ((e2 - np.uint8(0x80)) <= 1) | (e2 == 0x9A)
+    rows = np.flatnonzero((length > 0) & (lead | trail))
+    if not len(rows):
+        return False
+    s, e, n = starts[rows], ends[rows], length[rows]
+
+    def at(pos: np.ndarray) -> np.ndarray:  # a read past a value's end only adds false positives
+        return data[np.clip(pos, 0, last_byte)]
+
+    b0, b1, b2 = at(s), at(s + 1), at(s + 2)
+    lead = _WS_ASCII[b0] | (_WS2_LEAD[b0] & _WS2_LAST[b1]) | (_WS3_LEAD[b0] & _WS3_MID[b1] & _WS3_LAST[b2])
+    e1, e2, e3 = at(e - 1), at(e - 2), at(e - 3)
+    trail = (
+        _WS_ASCII[e1]
+        | ((n >= 2) & _WS2_LAST[e1] & _WS2_LEAD[e2])
+        | ((n >= 3) & _WS3_LAST[e1] & _WS3_MID[e2] & _WS3_LEAD[e3])
+    )
+    return bool((lead | trail).any())
 
 
 def _buffers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -138,14 +181,10 @@ def read_text(
         text = pc.utf8_normalize(text, "NFKC")
         offsets, data = _buffers(text)
     lengths = np.diff(offsets)
-    starts, nonempty = offsets[:-1], lengths > 0
-    if nonempty.any():
-        first = data[starts[nonempty]]
-        last = data[offsets[1:][nonempty] - 1]
-        if _EDGE_FIRST[first].any() or _EDGE_LAST[last].any():
-            text = pc.utf8_trim_whitespace(text)
-            offsets, data = _buffers(text)
-            lengths = np.diff(offsets)
+    if _may_need_trim(offsets, data):
+        text = pc.utf8_trim_whitespace(text)
+        offsets, data = _buffers(text)
+        lengths = np.diff(offsets)
     if upper and n:
         used = data[offsets[0] : offsets[-1]]
         if ((used - np.uint8(0x61)) <= 25).any():
@@ -154,7 +193,7 @@ def read_text(
     empty = (lengths == 0) & valid_mask(text)
     bad = np.zeros(n, dtype=bool)
     used = data[offsets[0] : offsets[-1]] if n else data[:0]
-    if used.size and (used.min() < 0x20 or (used == 0x7F).any()):
+    if used.size and (used.min() < 0x20 or b"\x7f" in used.tobytes()):
         used_mask = np.zeros(len(data), dtype=bool)
         used_mask[offsets[0] : offsets[-1]] = _CONTROL_BYTE[used]
         if used_mask.any():
@@ -230,12 +269,16 @@ def read_date(values: pa.Array) -> tuple[pa.Array, Faults]:
         days = np.floor_divide(micros, _UNIT_PER_DAY["us"])
         faults = {"DATE_INVALID": present & ~ok}
     else:
-        text, faults = read_text(values)
-        present = valid_mask(text)
-        try:
-            days = pc.fill_null(pc.cast(text, pa.date32()).cast(pa.int32()), 0).to_numpy(zero_copy_only=False)
-            days = days.astype(np.int64)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        days = None
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            try:  # fast path: clean ISO dates throughout (no blanks, no padding)
+                days = pc.fill_null(pc.cast(values, pa.date32()).cast(pa.int32()), 0).to_numpy(zero_copy_only=False)
+                days, faults = days.astype(np.int64), {}
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                days = None
+        if days is None:
+            text, faults = read_text(values)
+            present = valid_mask(text)
             days, ok = _dates_from_text(text)
             faults["DATE_INVALID"] = present & ~ok
     bad = present & ~((days >= _MIN_DAY) & (days <= _MAX_DAY))
@@ -286,7 +329,8 @@ def read_timestamp(values: pa.Array, *, timezone: str | None = None) -> tuple[pa
         return result.cast(target), {"TIME_INVALID": present & ~ok}
     if pa.types.is_date32(t) or pa.types.is_date64(t):
         values = pc.cast(values, pa.string())
-    text, faults = read_text(values)
+    clean = pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
+    text, faults = (values, {}) if clean else read_text(values)
     present = valid_mask(text)
     # Fast path: the whole batch is zoned (or, with a zone to assume, the whole batch is local).
     for fast_target, local in ((target, False), (pa.timestamp("us"), True)):
@@ -301,7 +345,12 @@ def read_timestamp(values: pa.Array, *, timezone: str | None = None) -> tuple[pa
         micros = pc.fill_null(cast.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
         good = present & _in_calendar(micros, _UNIT_PER_DAY["us"])
         faults["TIME_INVALID"] = present & ~good
+        if (good == present).all():
+            return cast.cast(target), faults
         return pa.array(np.where(good, micros, 0), type=pa.int64(), mask=~good).cast(target), faults
+    if clean:
+        text, faults = read_text(values)
+        present = valid_mask(text)
     parts = pc.extract_regex(text, _TIME_RE)
     shaped = parts.is_valid().to_numpy(zero_copy_only=False)
     zone_len = pc.fill_null(pc.binary_length(parts.field("zone")), 0).to_numpy(zero_copy_only=False)

@@ -88,7 +88,7 @@ class Field:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset's contract: fields, key, owner field and its own checks."""
+    """A dataset's contract: fields, key, owner field and its own checks (those on the key first)."""
 
     name: str
     label: str
@@ -96,7 +96,8 @@ class Dataset:
     key: str
     owner_field: str  # the field holding the issuing node's division code
     fields: tuple[Field, ...]
-    checks: Callable[[Checker], None]
+    key_checks: Callable[[Checker], None]  # run first: they may normalize the key (15-digit IDs)
+    checks: Callable[[Checker], None]  # the rest, run while duplicate keys are looked for
     _by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

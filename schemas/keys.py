@@ -63,13 +63,47 @@ def hash_keys(keys: pa.Array) -> np.ndarray:
     return h
 
 
+class _Run:
+    """Sorted hashes of distinct keys with their first rows, indexed by the hashes' top bits."""
+
+    def __init__(self, hashes: np.ndarray, rows: np.ndarray) -> None:
+        order = np.argsort(hashes, kind="stable")  # merges two sorted runs in linear time
+        self.hashes, self.rows = hashes[order], rows[order]
+        self.bits = max(8, len(hashes).bit_length())
+        top = (self.hashes >> np.uint64(64 - self.bits)).astype(np.int64)
+        self.starts = np.zeros((1 << self.bits) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(top, minlength=1 << self.bits), out=self.starts[1:])
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def first_match(self, h: np.ndarray) -> np.ndarray:
+        """Index of the first entry equal to each hash, or -1."""
+        found = np.full(len(h), -1, dtype=np.int64)
+        top = (h >> np.uint64(64 - self.bits)).astype(np.int64)
+        lo, hi = self.starts[top], self.starts[top + 1]
+        rows = np.flatnonzero(lo < hi)
+        step = 0
+        while len(rows):  # a bucket holds one entry or so: a few vectorized steps
+            idx = lo[rows] + step
+            hit = self.hashes[idx] == h[rows]
+            found[rows[hit]] = idx[hit]
+            rows = rows[~hit & (idx + 1 < hi[rows])]
+            step += 1
+        return found
+
+
 class KeyTracker:
-    """Remembers the keys seen so far in one extract and their first row numbers."""
+    """Remembers the keys seen so far in one extract and their first row numbers.
+
+    Seen keys live in sorted runs whose sizes halve from the oldest to the
+    newest (merged like a log-structured store), so recording a batch costs
+    about its own size, and a lookup visits a few runs.
+    """
 
     def __init__(self) -> None:
-        self._hashes = np.empty(0, dtype=np.uint64)  # sorted hashes of the distinct keys seen
-        self._rows = np.empty(0, dtype=np.int64)  # first row of each key, parallel to _hashes
-        self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # unsorted, merged on the next batch
+        self._runs: list[_Run] = []
+        self._pending: tuple[np.ndarray, np.ndarray] | None = None  # the last batch's, indexed when needed
         self._batches: list[pa.Array] = []
         self._batch_starts: list[int] = []
 
@@ -77,15 +111,16 @@ class KeyTracker:
         i = bisect.bisect_right(self._batch_starts, row) - 1
         return self._batches[i][row - self._batch_starts[i]].as_py()
 
-    def _merge_pending(self) -> None:
-        if not self._pending:
+    def _index_pending(self) -> None:
+        if self._pending is None:
             return
-        hashes = np.concatenate([self._hashes, *(h for h, _ in self._pending)])
-        rows = np.concatenate([self._rows, *(r for _, r in self._pending)])
-        self._pending.clear()
-        order = np.argsort(hashes, kind="stable")
-        # Every distinct key keeps its entry, even when two keys share a hash.
-        self._hashes, self._rows = hashes[order], rows[order]
+        hashes, rows = self._pending
+        self._pending = None
+        self._runs.append(_Run(hashes, rows))
+        while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
+            newer, older = self._runs.pop(), self._runs.pop()
+            self._runs.append(_Run(np.concatenate([older.hashes, newer.hashes]),
+                                   np.concatenate([older.rows, newer.rows])))
 
     def add(self, keys: pa.Array, *, first_row: int) -> np.ndarray:
         """Record a batch whose first row is ``first_row``.
@@ -102,17 +137,16 @@ class KeyTracker:
         present = valid_mask(keys)
         rows = np.arange(first_row, first_row + n, dtype=np.int64)
 
-        # Against earlier batches.
-        self._merge_pending()
-        if len(self._hashes):
-            pos = np.minimum(np.searchsorted(self._hashes, h), len(self._hashes) - 1)
-            for i in np.flatnonzero(present & (self._hashes[pos] == h)):
+        # Against earlier batches; equal hashes are confirmed on the keys themselves.
+        self._index_pending()
+        for run in self._runs:
+            pos = run.first_match(h)
+            for i in np.flatnonzero(present & (pos >= 0) & (earlier == 0)):
                 key = keys[int(i)].as_py()
                 j = int(pos[i])
-                while j < len(self._hashes) and self._hashes[j] == h[i]:
-                    row = int(self._rows[j])
-                    if self._key_at(row) == key:
-                        earlier[i] = row
+                while j < len(run) and run.hashes[j] == h[i]:
+                    if self._key_at(int(run.rows[j])) == key:
+                        earlier[i] = run.rows[j]
                         break
                     j += 1
 
@@ -140,7 +174,7 @@ class KeyTracker:
 
         new = present & (earlier == 0)
         if new.any():
-            self._pending.append((h[new], rows[new]))
+            self._pending = (h[new], rows[new])  # a single-batch extract never pays for the index
             self._batches.append(keys)
             self._batch_starts.append(first_row)
         return earlier

@@ -73,7 +73,6 @@ def _identifier(c: Checker) -> None:
 
 
 def _checks(c: Checker) -> None:
-    _identifier(c)
     _type_code(c)
     c.check_uscc("issuer_code")
     c.check_identity("holder_code", rows=c.equals("holder_code_type", "111"))
@@ -94,5 +93,6 @@ DATASET = Dataset(
     key="license_id",
     owner_field="division",
     fields=FIELDS,
+    key_checks=_identifier,
     checks=_checks,
 )

@@ -34,8 +34,11 @@ FIELDS = (
 )
 
 
-def _checks(c: Checker) -> None:
+def _key_checks(c: Checker) -> None:
     c.check_identity("id_number", gender="gender", birth="birth_date")
+
+
+def _checks(c: Checker) -> None:
     c.not_future("birth_date")
     c.check_division("household_division")
     c.check_division("moved_to")
@@ -50,5 +53,6 @@ DATASET = Dataset(
     key="id_number",
     owner_field="household_division",
     fields=FIELDS,
+    key_checks=_key_checks,
     checks=_checks,
 )

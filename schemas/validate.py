@@ -20,8 +20,8 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, MutableMapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -47,6 +47,51 @@ _PARALLEL_ROWS = 50_000
 @cache
 def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2)), thread_name_prefix="validate")
+
+
+class _Columns(MutableMapping[str, pa.Array]):
+    """A batch's canonical columns; one still being read on a worker thread is waited for when used."""
+
+    def __init__(self, dataset: Dataset, n: int) -> None:
+        self._dataset = dataset
+        self._n = n
+        self._values: dict[str, pa.Array] = {}
+        self._pending: dict[str, Future[tuple[pa.Array, list[Finding]]]] = {}
+        self._findings: dict[str, list[Finding]] = {}
+
+    def put(self, name: str, read: Future[tuple[pa.Array, list[Finding]]] | tuple[pa.Array, list[Finding]]) -> None:
+        if isinstance(read, Future):
+            self._pending[name] = read
+        else:
+            self._values[name], self._findings[name] = read
+
+    def __getitem__(self, name: str) -> pa.Array:
+        if name in self._pending:
+            self._values[name], self._findings[name] = self._pending.pop(name).result()
+        if name not in self._values:
+            if name not in self._dataset.names:
+                raise KeyError(name)
+            self._values[name] = pa.nulls(self._n, self._dataset.field(name).type)  # optional, not supplied
+        return self._values[name]
+
+    def __setitem__(self, name: str, values: pa.Array) -> None:
+        self[name]  # settle a pending read first, so that its findings are kept
+        self._values[name] = values
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("columns cannot be removed")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dataset.names)
+
+    def __len__(self) -> int:
+        return len(self._dataset.names)
+
+    def reading_findings(self) -> list[Finding]:
+        """What reading found, in field order (waits for every column)."""
+        for name in self._dataset.names:
+            self[name]  # wait for the read
+        return [f for name in self._dataset.names for f in self._findings.get(name, [])]
 
 
 class ContractError(ValueError):
@@ -106,10 +151,12 @@ class RowReport:
 class Checker:
     """What a dataset's own checks see: canonical columns and a way to report rows."""
 
-    def __init__(self, dataset: Dataset, columns: dict[str, pa.Array], today: int, options: dict) -> None:
+    def __init__(
+        self, dataset: Dataset, columns: MutableMapping[str, pa.Array], today: int, options: dict, n: int
+    ) -> None:
         self.dataset = dataset
         self.columns = columns
-        self.n = len(next(iter(columns.values()))) if columns else 0
+        self.n = n
         self.today = today
         self.options = options
         self.findings: list[Finding] = []
@@ -304,30 +351,21 @@ class Validator:
         self._keys = KeyTracker() if check_duplicates else None
         self._next_row = 1
 
-    def _read(self, batch: pa.Table) -> tuple[dict[str, pa.Array], list[Finding]]:
-        columns: dict[str, pa.Array] = {}
-        findings: list[Finding] = []
-        n = batch.num_rows
+    def _read(self, batch: pa.Table) -> _Columns:
         names = set(batch.column_names)
         missing = [f.name for f in self.dataset.fields if f.required and f.name not in names]
         if missing:
             joined = ", ".join(missing)
             raise ContractError("COLUMN_MISSING", f"缺少必需的列：{joined}", f"missing required columns: {joined}")
-        present = [f for f in self.dataset.fields if f.name in names]
-        # Columns are independent and the kernels release the GIL: read them on parallel threads.
-        if n >= _PARALLEL_ROWS and len(present) > 1:
-            read = list(_pool().map(lambda f: self._read_field(f, batch.column(f.name)), present))
-        else:
-            read = [self._read_field(f, batch.column(f.name)) for f in present]
-        by_name = {f.name: r for f, r in zip(present, read, strict=True)}
+        columns = _Columns(self.dataset, batch.num_rows)
+        # Columns are independent and the kernels release the GIL: large batches read them on worker
+        # threads, and the checks start on the first columns while the others are still being read.
+        parallel = batch.num_rows >= _PARALLEL_ROWS
         for f in self.dataset.fields:
-            if f.name not in by_name:
-                columns[f.name] = pa.nulls(n, f.type)
-                continue
-            values, field_findings = by_name[f.name]
-            columns[f.name] = values
-            findings.extend(field_findings)
-        return columns, findings
+            if f.name in names:
+                raw = batch.column(f.name)
+                columns.put(f.name, _pool().submit(self._read_field, f, raw) if parallel else self._read_field(f, raw))
+        return columns
 
     def _read_field(self, f: FieldSpec, raw: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, list[Finding]]:
         """One raw column in the field's canonical type, with its reading faults and REQUIRED."""
@@ -359,20 +397,31 @@ class Validator:
         if isinstance(batch, pa.RecordBatch):
             batch = pa.Table.from_batches([batch])
         n = batch.num_rows
-        columns, findings = self._read(batch)
-        checker = Checker(self.dataset, columns, self.today, self.options)
-        checker.findings.extend(findings)
+        columns = self._read(batch)
+        checker = Checker(self.dataset, columns, self.today, self.options, n)
+        first_row = self._next_row
+        self.dataset.key_checks(checker)
+        # The key is final now: look for repeated keys on another thread while the other checks run.
+        pending = None
+        if self._keys is not None:
+            keys = checker.columns[self.dataset.key]
+            if n >= _PARALLEL_ROWS:
+                pending = _pool().submit(self._keys.add, keys, first_row=first_row)
+            else:
+                earlier = self._keys.add(keys, first_row=first_row)
         for f in self.dataset.fields:
             if f.kind is Kind.CODE and f.codes:
                 checker.flag(f.code_rule, f.name, checker.not_in(f.name, f.codes))
         self.dataset.checks(checker)
-        first_row = self._next_row
         if self._keys is not None:
-            earlier = self._keys.add(checker.columns[self.dataset.key], first_row=first_row)
+            if pending is not None:
+                earlier = pending.result()
             dup = earlier > 0
             if dup.any():
                 detail = {int(i): (f"与第 {earlier[i]} 行重复", f"same as row {earlier[i]}") for i in np.flatnonzero(dup)}
                 checker.flag("KEY_DUPLICATE", self.dataset.key, dup, detail)
+        # Findings of reading come first, in field order, then those of the checks.
+        checker.findings[:0] = columns.reading_findings()
         rejected = np.zeros(n, dtype=bool)
         warned = np.zeros(n, dtype=bool)
         for finding in checker.findings:
@@ -392,7 +441,7 @@ class Validator:
             s.codes[finding.code] += int(finding.mask.sum())
         return BatchResult(self.dataset, first_row, table, checker.findings, rejected, flagged)
 
-    def _table(self, columns: dict[str, pa.Array]) -> pa.Table:
+    def _table(self, columns: MutableMapping[str, pa.Array]) -> pa.Table:
         schema = self.dataset.schema
         arrays = []
         for f in schema:

@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--table", metavar="NAME", help="数据库表名 table, for a database file")
     v.add_argument("--uscc-allowlist", metavar="FILE",
                    help="早期统一社会信用代码白名单（每行一个）early USCCs to accept although they fail the check")
-    v.add_argument("--batch-size", type=int, default=65_536, metavar="N", help="每批行数 rows per batch")
+    v.add_argument("--batch-size", type=int, default=262_144, metavar="N", help="每批行数 rows per batch")
     v.add_argument("-q", "--quiet", action="store_true", help="只输出汇总 summary only (text format)")
     v.set_defaults(func=cmd_validate)
 
