@@ -8,6 +8,7 @@ row may be rejected; otherwise it exits non-zero.
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 from typing import TextIO
 
@@ -17,6 +18,21 @@ from tongban.validation import open_extract, validate_extract
 
 __all__ = ["run_demo"]
 
+_COLUMNS = (("县 county", 10, False), ("数据集 dataset", 16, False), ("类型 kind", 11, False), ("行 rows", 9, True),
+            ("拒绝 rejected", 15, True), ("警告 flagged", 14, True), ("预期 planted", 14, True))
+
+
+def _cell(value: object, width: int, right: bool) -> str:
+    """Pad to a display width, counting CJK characters as two columns."""
+    text = str(value)
+    shown = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    pad = " " * max(width - shown, 0)
+    return pad + text if right else text + pad
+
+
+def _line(values: list[object]) -> str:
+    return "".join(_cell(v, w, r) for v, (_, w, r) in zip(values, _COLUMNS, strict=True))
+
 
 def run_demo(workdir: Path, *, seed: int = 2026, out: TextIO, as_json: bool = False) -> int:
     """Generate and validate; 0 when validation found exactly the planted defects."""
@@ -24,8 +40,7 @@ def run_demo(workdir: Path, *, seed: int = 2026, out: TextIO, as_json: bool = Fa
     systems = manifest["systems"]
     if not as_json:
         out.write(f"通办演示 Tongban demo → {workdir}\n")
-        out.write(f"{'县 county':<10}{'数据集 dataset':<16}{'类型 kind':<10}{'行 rows':>9}{'拒绝 rejected':>15}"
-                  f"{'警告 flagged':>14}{'预期 planted':>14}  文件 file\n")
+        out.write(_line([c for c, _, _ in _COLUMNS]) + "  文件 file\n")
     totals = {"rows": 0, "rejected": 0, "flagged": 0, "planted": 0, "missed": 0, "unexpected": 0}
     for system in systems:
         path = workdir / system["path"]
@@ -56,8 +71,8 @@ def run_demo(workdir: Path, *, seed: int = 2026, out: TextIO, as_json: bool = Fa
                                   "file": system["path"], "planted": len(planted), "missed": missed,
                                   "unexpected": unexpected}, ensure_ascii=False) + "\n")
         else:
-            out.write(f"{system['county']:<10}{system['dataset']:<16}{system['kind']:<10}{s.rows:>9}"
-                      f"{s.rejected:>15}{s.flagged:>14}{len(planted):>14}  {system['path']}\n")
+            row = [system["county"], system["dataset"], system["kind"], s.rows, s.rejected, s.flagged, len(planted)]
+            out.write(_line(row) + f"  {system['path']}\n")
     ok = totals["missed"] == 0 and totals["unexpected"] == 0
     if not as_json:
         out.write(
