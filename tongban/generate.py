@@ -997,23 +997,23 @@ def _people_table(draft: _Draft, places: list[_Place], pools: _Pools) -> pa.Tabl
 
 
 @dataclass(frozen=True)
-class _Persons:
-    """Clean people usable as legal representatives or license holders."""
+class _Holders:
+    """Clean people or businesses usable as legal representatives or license holders."""
 
     names: pa.Array
-    ids: pa.Array
-    birth: np.ndarray
+    codes: pa.Array  # ID numbers or USCCs
+    since: np.ndarray  # birth or establishment day
     county: np.ndarray
     status: np.ndarray
 
 
-def _persons(draft: _Draft, table: pa.Table) -> _Persons:
+def _holders(draft: _Draft, table: pa.Table, code: str, since: str) -> _Holders:
     keep = np.flatnonzero(draft.clean())
     index = pa.array(keep)
-    return _Persons(
+    return _Holders(
         table.column("name").take(index).combine_chunks(),
-        table.column("id_number").take(index).combine_chunks(),
-        draft.cols["birth"][keep],
+        table.column(code).take(index).combine_chunks(),
+        draft.cols[since][keep],
         draft.cols["county"][keep],
         draft.cols["status"][keep],
     )
@@ -1033,11 +1033,11 @@ def _population(
     return draft, _people_table(draft, places, pools)
 
 
-def _helper_persons(rng: np.random.Generator, places: list[_Place], pools: _Pools, n: int) -> _Persons:
+def _helper_persons(rng: np.random.Generator, places: list[_Place], pools: _Pools, n: int) -> _Holders:
     """A clean population, not written anywhere, to draw representatives and holders from."""
     county = rng.integers(0, len(places), max(n, 10 * len(places)))
     draft, table = _population(rng, county, places, pools, 0.0, 0.0, None, False)
-    return _persons(draft, table)
+    return _holders(draft, table, "id_number", "birth")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1049,7 +1049,7 @@ _ADULT_DAYS = int(18 * _DAYS_PER_YEAR) + 1
 
 
 def _pick_adults(
-    rng: np.random.Generator, persons: _Persons, county: np.ndarray, latest_birth: np.ndarray
+    rng: np.random.Generator, persons: _Holders, county: np.ndarray, latest_birth: np.ndarray
 ) -> np.ndarray:
     """Per row, a living person (index into ``persons``) of its county if possible, born early enough."""
     out = np.zeros(len(county), dtype=np.int64)
@@ -1060,18 +1060,18 @@ def _pick_adults(
         rows = np.flatnonzero(county == k)
         local = alive[persons.county[alive] == k]
         cand = local if len(local) else alive
-        cand = cand[np.argsort(persons.birth[cand], kind="stable")]
-        count = np.searchsorted(persons.birth[cand], latest_birth[rows], side="right")
+        cand = cand[np.argsort(persons.since[cand], kind="stable")]
+        count = np.searchsorted(persons.since[cand], latest_birth[rows], side="right")
         count = np.where(count > 0, count, len(cand))  # nobody old enough: take anyone
         out[rows] = cand[(rng.random(len(rows)) * count).astype(np.int64)]
     return out
 
 
 def _draw_business(
-    rng: np.random.Generator, county: np.ndarray, places: list[_Place], pools: _Pools, persons: _Persons
+    rng: np.random.Generator, county: np.ndarray, places: list[_Place], pools: _Pools, persons: _Holders
 ) -> _Cols:
     n = len(county)
-    if n and not len(persons.ids):
+    if n and not len(persons.codes):
         raise ValueError("no people to act as legal representatives")
     age = np.minimum(rng.exponential(7.0, n), 30.0)
     established = _REF_DAY - 1 - (age * _DAYS_PER_YEAR).astype(np.int64)
@@ -1149,7 +1149,7 @@ def _decimal(unscaled: np.ndarray, type_: pa.Decimal128Type) -> pa.Array:
     return pa.Array.from_buffers(type_, len(unscaled), [None, pa.py_buffer(words.tobytes())])
 
 
-def _business_table(draft: _Draft, places: list[_Place], pools: _Pools, persons: _Persons) -> pa.Table:
+def _business_table(draft: _Draft, places: list[_Place], pools: _Pools, persons: _Holders) -> pa.Table:
     c = draft.cols
     n = draft.n
     if not n:
@@ -1205,7 +1205,7 @@ def _business_table(draft: _Draft, places: list[_Place], pools: _Pools, persons:
             names,
             pa.array([f[0] for f in _FORMS]).take(pa.array(c["form"])),
             persons.names.take(rep),
-            persons.ids.take(rep),
+            persons.codes.take(rep),
             _decimal(c["capital"], pa.decimal128(18, 4)),
             pa.array(c["established"].astype(np.int32), pa.date32()),
             _join(authority, "市场监督管理局"),
@@ -1222,35 +1222,12 @@ def _business_table(draft: _Draft, places: list[_Place], pools: _Pools, persons:
     )
 
 
-@dataclass(frozen=True)
-class _Firms:
-    """Clean businesses usable as license holders."""
-
-    names: pa.Array
-    usccs: pa.Array
-    established: np.ndarray
-    county: np.ndarray
-    status: np.ndarray
-
-
-def _firms(draft: _Draft, table: pa.Table) -> _Firms:
-    keep = np.flatnonzero(draft.clean())
-    index = pa.array(keep)
-    return _Firms(
-        table.column("name").take(index).combine_chunks(),
-        table.column("uscc").take(index).combine_chunks(),
-        draft.cols["established"][keep],
-        draft.cols["county"][keep],
-        draft.cols["status"][keep],
-    )
-
-
 def _business(
     rng: np.random.Generator,
     county: np.ndarray,
     places: list[_Place],
     pools: _Pools,
-    persons: _Persons,
+    persons: _Holders,
     rate: float,
     segments: Sequence[tuple[int, int]] | None,
     textual: bool,
@@ -1302,7 +1279,7 @@ _EXPIRED, _REVOKED, _CANCELLED, _MOVED = (_LICENSE_STATUS.index(s) for s in ("05
 _BIRTH_CERT_FROM = _days(1996)
 
 
-def _candidates(kind: str, k: int, persons: _Persons, firms: _Firms) -> np.ndarray:
+def _candidates(kind: str, k: int, persons: _Holders, firms: _Holders) -> np.ndarray:
     """Holder candidates (indexes into firms or persons) of one county, else of every county."""
     if kind == "business":
         mask = np.ones(len(firms.county), dtype=bool)
@@ -1310,14 +1287,14 @@ def _candidates(kind: str, k: int, persons: _Persons, firms: _Firms) -> np.ndarr
     else:
         mask = persons.status != 2
         if kind == "newborn":
-            mask &= persons.birth >= _BIRTH_CERT_FROM
+            mask &= persons.since >= _BIRTH_CERT_FROM
         county = persons.county
     local = np.flatnonzero(mask & (county == k))
     return local if len(local) else np.flatnonzero(mask)
 
 
 def _draw_license(
-    rng: np.random.Generator, county: np.ndarray, places: list[_Place], persons: _Persons, firms: _Firms
+    rng: np.random.Generator, county: np.ndarray, places: list[_Place], persons: _Holders, firms: _Holders
 ) -> _Cols:
     n = len(county)
     share = np.array([t.share for t in _LICENSE_TYPES])
@@ -1339,9 +1316,9 @@ def _draw_license(
 
     is_firm = np.array([t.holder == "business" for t in _LICENSE_TYPES])[type_]
     safe = np.where(is_firm, holder, 0)
-    est = firms.established[safe] if len(firms.county) else np.zeros(n, dtype=np.int64)
+    est = firms.since[safe] if len(firms.county) else np.zeros(n, dtype=np.int64)
     birth = (
-        persons.birth[np.where(is_firm, 0, holder)] if len(persons.county) else np.zeros(n, dtype=np.int64)
+        persons.since[np.where(is_firm, 0, holder)] if len(persons.county) else np.zeros(n, dtype=np.int64)
     )
     last = _REF_DAY - 1
     u = rng.random(n)
@@ -1429,7 +1406,7 @@ def _cn_dates(days: np.ndarray) -> np.ndarray:
     return _bytes(len(y), _ascii_digits(y, 4), "年", _ascii_digits(m, 2), "月", _ascii_digits(d, 2), "日")
 
 
-def _license_table(draft: _Draft, places: list[_Place], persons: _Persons, firms: _Firms) -> pa.Table:
+def _license_table(draft: _Draft, places: list[_Place], persons: _Holders, firms: _Holders) -> pa.Table:
     c = draft.cols
     n = draft.n
     if not n:
@@ -1467,9 +1444,9 @@ def _license_table(draft: _Draft, places: list[_Place], persons: _Persons, firms
 
     is_firm = np.array([t.holder == "business" for t in _LICENSE_TYPES])[type_]
     firm_names = firms.names if len(firms.names) else pa.array([""])
-    firm_codes = firms.usccs if len(firms.usccs) else pa.array([""])
+    firm_codes = firms.codes if len(firms.codes) else pa.array([""])
     person_names = persons.names if len(persons.names) else pa.array([""])
-    person_ids = persons.ids if len(persons.ids) else pa.array([""])
+    person_ids = persons.codes if len(persons.codes) else pa.array([""])
     firm_pick = pa.array(np.where(is_firm, c["holder"], 0))
     person_pick = pa.array(np.where(is_firm, 0, c["holder"]))
     firm_mask = pa.array(is_firm)
@@ -1545,8 +1522,8 @@ def _license(
     rng: np.random.Generator,
     county: np.ndarray,
     places: list[_Place],
-    persons: _Persons,
-    firms: _Firms,
+    persons: _Holders,
+    firms: _Holders,
     rate: float,
     segments: Sequence[tuple[int, int]] | None,
     textual: bool,
@@ -1608,7 +1585,16 @@ def license_table(
     firm_county = rng_firms.integers(0, len(places), size)
     firm_draft, firm_table = _business(rng_firms, firm_county, places, pools, persons, 0.0, None, False)
     county = rng.integers(0, len(places), n)
-    return _license(rng, county, places, persons, _firms(firm_draft, firm_table), defect_rate, None, False)[1]
+    return _license(
+        rng,
+        county,
+        places,
+        persons,
+        _holders(firm_draft, firm_table, "uscc", "established"),
+        defect_rate,
+        None,
+        False,
+    )[1]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1857,14 +1843,21 @@ def generate_demo(
     people, people_table = _population(
         rng_pop, county, places, pools, defect_rate, legacy_rate, segments, True
     )
-    persons = _persons(people, people_table)
-    if not len(persons.ids):
+    persons = _holders(people, people_table, "id_number", "birth")
+    if not len(persons.codes):
         persons = _helper_persons(rng_pop, places, pools, 100)
     county, segments = rows_of("business")
     firms_draft, firms_table = _business(rng_biz, county, places, pools, persons, defect_rate, segments, True)
     county, segments = rows_of("license")
     licenses, license_tbl = _license(
-        rng_lic, county, places, persons, _firms(firms_draft, firms_table), defect_rate, segments, True
+        rng_lic,
+        county,
+        places,
+        persons,
+        _holders(firms_draft, firms_table, "uscc", "established"),
+        defect_rate,
+        segments,
+        True,
     )
 
     for folder in {
