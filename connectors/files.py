@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,10 +19,11 @@ import pyarrow.parquet as pq
 
 from connectors.errors import ExtractError
 
-__all__ = ["FORMATS", "detect_format", "read_file"]
+__all__ = ["FORMATS", "detect_format", "read_file", "rebatch"]
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-DEFAULT_BATCH = 65_536
+DEFAULT_BATCH = 262_144
+CSV_BLOCK_BYTES = 1 << 20
 
 
 def detect_format(path: Path) -> str:
@@ -58,8 +59,9 @@ def _read_csv(path: Path, batch_size: int, encoding: str) -> Iterator[pa.RecordB
             "FILE_HEADER", f"表头有重复列：{', '.join(dupes)}", f"duplicate columns in header: {', '.join(dupes)}",
             f"{path}:1",
         )
+    # Small blocks keep the reader's read-ahead (and so memory) small; rebatch() regroups them.
     read = pacsv.ReadOptions(
-        column_names=header, skip_rows=1, block_size=max(1 << 20, batch_size * 256),
+        column_names=header, skip_rows=1, block_size=CSV_BLOCK_BYTES,
         encoding="utf8" if encoding.lower().replace("-", "") == "utf8" else encoding,
     )
     # Binary columns: undecodable bytes become a per-row ENCODING_INVALID finding later.
@@ -70,11 +72,9 @@ def _read_csv(path: Path, batch_size: int, encoding: str) -> Iterator[pa.RecordB
     rows_done = 0
     try:
         reader = pacsv.open_csv(path, read_options=read, convert_options=convert, parse_options=parse)
-        for batch in reader:
-            for offset in range(0, batch.num_rows, batch_size):
-                chunk = batch.slice(offset, batch_size)
-                rows_done += chunk.num_rows
-                yield chunk
+        for batch in rebatch(reader, batch_size):
+            rows_done += batch.num_rows
+            yield batch
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         detail = str(exc).splitlines()[0][:300]
         raise ExtractError(
@@ -83,6 +83,34 @@ def _read_csv(path: Path, batch_size: int, encoding: str) -> Iterator[pa.RecordB
             f"CSV file is malformed or truncated (after {rows_done} rows): {detail}",
             f"{path}: data row {rows_done + 1}",
         ) from None
+
+
+def rebatch(batches: Iterable[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Regroup a stream of record batches into batches of ``batch_size`` rows (the last may be short).
+
+    >>> small = [pa.record_batch({"a": list(range(i, i + 3))}) for i in (0, 3, 6)]
+    >>> [b.num_rows for b in rebatch(small, 4)]
+    [4, 4, 1]
+    """
+    held: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        while batch.num_rows:
+            take = min(batch_size - count, batch.num_rows)
+            held.append(batch.slice(0, take))
+            batch = batch.slice(take)
+            count += take
+            if count == batch_size:
+                yield _combine(held)
+                held, count = [], 0
+    if count:
+        yield _combine(held)
+
+
+def _combine(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
 def _read_parquet(path: Path, batch_size: int) -> Iterator[pa.RecordBatch]:

@@ -13,10 +13,9 @@ themselves, so a hash collision can never reject a row.
 
 from __future__ import annotations
 
-import bisect
-
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas.standards._arrow import as_string_array, valid_mask
 
@@ -93,23 +92,39 @@ class _Run:
         return found
 
 
+def _equal(a: pa.Array, b: pa.Array) -> np.ndarray:
+    return pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False)
+
+
 class KeyTracker:
     """Remembers the keys seen so far in one extract and their first row numbers.
 
-    Seen keys live in sorted runs whose sizes halve from the oldest to the
-    newest (merged like a log-structured store), so recording a batch costs
-    about its own size, and a lookup visits a few runs.
+    Hashes of the keys seen live in sorted runs whose sizes halve from the
+    oldest to the newest (merged like a log-structured store), so recording a
+    batch costs about its own size and a lookup visits a few runs. The keys
+    themselves are kept compact (copied out of the batch), to confirm matches.
     """
 
     def __init__(self) -> None:
         self._runs: list[_Run] = []
         self._pending: tuple[np.ndarray, np.ndarray] | None = None  # the last batch's, indexed when needed
-        self._batches: list[pa.Array] = []
-        self._batch_starts: list[int] = []
+        self._stored: list[tuple[np.ndarray, pa.Array]] = []  # per batch: rows of new keys, those keys
+        self._starts: list[int] = []  # first row of each stored batch
 
-    def _key_at(self, row: int) -> str:
-        i = bisect.bisect_right(self._batch_starts, row) - 1
-        return self._batches[i][row - self._batch_starts[i]].as_py()
+    def _keys_at(self, rows: np.ndarray) -> pa.Array:
+        """The stored keys of the given (earlier, first-occurrence) rows, in order."""
+        which = np.searchsorted(np.array(self._starts), rows, side="right") - 1
+        parts: list[pa.Array] = []
+        positions: list[np.ndarray] = []
+        for b in np.unique(which):
+            sel = np.flatnonzero(which == b)
+            stored_rows, stored_keys = self._stored[int(b)]
+            parts.append(stored_keys.take(pa.array(np.searchsorted(stored_rows, rows[sel]))))
+            positions.append(sel)
+        combined = pa.concat_arrays(parts)
+        inverse = np.empty(len(rows), dtype=np.int64)
+        inverse[np.concatenate(positions)] = np.arange(len(rows))
+        return combined.take(pa.array(inverse))
 
     def _index_pending(self) -> None:
         if self._pending is None:
@@ -121,6 +136,53 @@ class KeyTracker:
             newer, older = self._runs.pop(), self._runs.pop()
             self._runs.append(_Run(np.concatenate([older.hashes, newer.hashes]),
                                    np.concatenate([older.rows, newer.rows])))
+
+    def _against_earlier(self, keys: pa.Array, h: np.ndarray, todo: np.ndarray, earlier: np.ndarray) -> None:
+        self._index_pending()
+        for run in self._runs:
+            pos = run.first_match(h)
+            cand = np.flatnonzero(todo & (pos >= 0) & (earlier == 0))
+            if not len(cand):
+                continue
+            prev = run.rows[pos[cand]]
+            same = _equal(self._keys_at(prev), keys.take(pa.array(cand)))
+            earlier[cand[same]] = prev[same]
+            for i in cand[~same]:  # a hash collision: look at the run's other entries with this hash
+                key, j = keys[int(i)].as_py(), int(pos[i]) + 1
+                while j < len(run) and run.hashes[j] == h[i]:
+                    row = run.rows[j : j + 1]
+                    if self._keys_at(row)[0].as_py() == key:
+                        earlier[i] = row[0]
+                        break
+                    j += 1
+
+    @staticmethod
+    def _within(keys: pa.Array, h: np.ndarray, todo: np.ndarray, rows: np.ndarray, earlier: np.ndarray) -> None:
+        n = len(h)
+        # Only rows whose hash shares a bucket with another row can repeat a key: sort just those.
+        bits = max(10, int(n - 1).bit_length() + 2)
+        buckets = (h >> np.uint64(64 - bits)).astype(np.int64)
+        cand = np.flatnonzero((np.bincount(buckets, minlength=1 << bits)[buckets] > 1) & todo)
+        if len(cand) < 2:
+            return
+        sc = cand[np.argsort(h[cand], kind="stable")]  # by hash, then by row
+        hs = h[sc]
+        starts = np.ones(len(sc), dtype=bool)
+        starts[1:] = hs[1:] != hs[:-1]
+        first = sc[starts][np.cumsum(starts) - 1]  # the first row of each run of equal hashes
+        repeats = ~starts
+        if not repeats.any():
+            return
+        same = _equal(keys.take(pa.array(sc[repeats])), keys.take(pa.array(first[repeats])))
+        earlier[sc[repeats][same]] = rows[first[repeats][same]]
+        clash = np.unique(first[repeats][~same])  # equal hashes, different keys: sort these out by key
+        for group_first in clash:
+            members = sc[first == group_first]
+            seen: dict[str, int] = {}
+            for i in members:  # row order
+                key = keys[int(i)].as_py()
+                earlier[i] = seen.get(key, 0)
+                seen.setdefault(key, int(rows[i]))
 
     def add(self, keys: pa.Array, *, first_row: int) -> np.ndarray:
         """Record a batch whose first row is ``first_row``.
@@ -136,45 +198,12 @@ class KeyTracker:
         h = hash_keys(keys)
         present = valid_mask(keys)
         rows = np.arange(first_row, first_row + n, dtype=np.int64)
-
-        # Against earlier batches; equal hashes are confirmed on the keys themselves.
-        self._index_pending()
-        for run in self._runs:
-            pos = run.first_match(h)
-            for i in np.flatnonzero(present & (pos >= 0) & (earlier == 0)):
-                key = keys[int(i)].as_py()
-                j = int(pos[i])
-                while j < len(run) and run.hashes[j] == h[i]:
-                    if self._key_at(int(run.rows[j])) == key:
-                        earlier[i] = run.rows[j]
-                        break
-                    j += 1
-
-        # Within this batch: only rows whose hash shares a bucket with another row can repeat a key,
-        # so only those are sorted; equal hashes are then confirmed on the keys themselves.
-        bits = max(10, int(n - 1).bit_length() + 2)
-        buckets = (h >> np.uint64(64 - bits)).astype(np.int64)
-        crowded = np.bincount(buckets, minlength=1 << bits)[buckets] > 1
-        cand = np.flatnonzero(crowded & present)
-        if len(cand) > 1:
-            hc = h[cand]
-            order = np.argsort(hc)
-            hs = hc[order]
-            same = np.flatnonzero(hs[1:] == hs[:-1])
-            if len(same):
-                first_of: dict[tuple[int, str], int] = {}
-                for i in np.unique(cand[np.concatenate([order[same], order[same + 1]])]):  # row order
-                    if earlier[i]:
-                        continue
-                    ident = (int(h[i]), keys[int(i)].as_py())
-                    if ident in first_of:
-                        earlier[i] = first_of[ident]
-                    else:
-                        first_of[ident] = int(rows[i])
-
-        new = present & (earlier == 0)
-        if new.any():
+        if self._stored or self._pending is not None:
+            self._against_earlier(keys, h, present, earlier)
+        self._within(keys, h, present & (earlier == 0), rows, earlier)
+        new = np.flatnonzero(present & (earlier == 0))
+        if len(new):
             self._pending = (h[new], rows[new])  # a single-batch extract never pays for the index
-            self._batches.append(keys)
-            self._batch_starts.append(first_row)
+            self._stored.append((rows[new], keys.take(pa.array(new))))
+            self._starts.append(first_row)
         return earlier

@@ -61,6 +61,8 @@ def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 on_batch=(lambda n: progress.advance(task, n)) if progress and task is not None else None,
             )
             for result in results:
+                if args.quiet and not as_json:
+                    continue  # the summary alone: no need to build the row reports
                 for report in result.reports():
                     if as_json:
                         out.write(json.dumps(report.as_dict(), ensure_ascii=False) + "\n")

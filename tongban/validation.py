@@ -85,7 +85,7 @@ def open_extract(
 def validate_extract(
     extract: Extract,
     *,
-    batch_size: int = 65_536,
+    batch_size: int = 262_144,
     on_batch: Callable[[int], None] | None = None,
     today: object = None,
 ) -> tuple[Validator, Iterator[BatchResult]]:
