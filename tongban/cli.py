@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from connectors.errors import ExtractError
+from tongban import __version__
 
 __all__ = ["main"]
 
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="通办 Tongban: 跨区域数据共享交换 cross-region data-sharing exchange hub.",
         epilog="退出码 exit codes: 0 成功 ok, 1 有被拒绝的行 rows rejected, 2 输入不可用 unusable input.",
     )
+    parser.add_argument("--version", action="version", version=f"tongban {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     v = sub.add_parser(

@@ -1,0 +1,54 @@
+"""The install is reproducible: every dependency is pinned, and the layout is what the README says."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tongban import __version__
+from tongban.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_every_dependency_is_pinned_in_constraints() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            name, _, exact = line.partition("==")
+            assert exact, f"constraints.txt must pin exact versions: {line}"
+            pins[name.lower().replace("_", "-")] = exact
+    missing = [r for r in wanted if _name(r) not in pins]
+    assert not missing, f"not pinned in constraints.txt: {missing}"
+    assert pins["apache-airflow"].startswith("3.")
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "make test" in readme and "make demo" in readme
+    assert re.search(r"^make test$", ci, re.MULTILINE)
+
+
+def test_layout() -> None:
+    for folder in ("schemas", "connectors", "tongban", "tests", "bench"):
+        assert (ROOT / folder).is_dir(), folder
+    # The engine stays free of Airflow: nothing outside dags/ imports it.
+    for path in [*ROOT.glob("schemas/**/*.py"), *ROOT.glob("connectors/**/*.py"), *ROOT.glob("tongban/**/*.py")]:
+        assert not re.search(r"^\s*(from|import) airflow", path.read_text(encoding="utf-8"), re.MULTILINE), path
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tongban {__version__}"
