@@ -56,7 +56,9 @@ def _best(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--batches", default="1000000,262144,65536", help="rows per validated batch, comma-separated")
+    parser.add_argument(
+        "--batches", default="1000000,262144,65536", help="rows per validated batch, comma-separated"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="best of N runs per figure")
     parser.add_argument("--stdnum-sample", type=int, default=100_000)
     args = parser.parse_args()
@@ -64,8 +66,10 @@ def main() -> None:
 
     typed = population_table(args.rows, seed=11, defect_rate=0.02)
     text = _as_text(typed)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
-          f"pyarrow {pa.__version__}, numpy {np.__version__}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+        f"pyarrow {pa.__version__}, numpy {np.__version__}"
+    )
     print(f"rows: {args.rows:,} population rows, 2% planted defects; best of {args.repeat} runs\n")
 
     def run(table: pa.Table, batch: int) -> int:
@@ -83,7 +87,9 @@ def main() -> None:
         for label, table in (("text columns (CSV-like)", text), ("typed dates (Parquet-like)", typed)):
             rejected = run(table, batch)
             rate = args.rows / _best(lambda t=table, b=batch: run(t, b), args.repeat)
-            print(f"{f'tongban, all rules, {label}, batch {batch:,}':<66}{rate:>12,.0f}{rate / std_rate:>12.1f}x")
+            print(
+                f"{f'tongban, all rules, {label}, batch {batch:,}':<66}{rate:>12,.0f}{rate / std_rate:>12.1f}x"
+            )
     print(f"{'baseline: python-stdnum cn.ric.is_valid, ID check only':<66}{std_rate:>12,.0f}{1.0:>12.1f}x")
 
     # End to end from a CSV file, beside reading the same file alone.
@@ -104,10 +110,16 @@ def main() -> None:
         t_read = _best(read_only, args.repeat)
         t_all = _best(read_and_validate, args.repeat)
     print(f"\n{'CSV file, ' + format(size / 2**20, '.0f') + ' MiB':<66}{'rows/s':>12}{'seconds':>13}")
-    print(f"{'tongban validate path: read + map + validate, batch 262,144':<66}{args.rows / t_all:>12,.0f}{t_all:>13.2f}")
-    print(f"{'baseline: reading the file alone (pyarrow.csv, same options)':<66}{args.rows / t_read:>12,.0f}"
-          f"{t_read:>13.2f}")
-    print(f"\ntarget (SPEC section 11): at least 1,000,000 rows/s for validation alone; rejected rows: {rejected:,}")
+    print(
+        f"{'tongban validate path: read + map + validate, batch 262,144':<66}{args.rows / t_all:>12,.0f}{t_all:>13.2f}"
+    )
+    print(
+        f"{'baseline: reading the file alone (pyarrow.csv, same options)':<66}{args.rows / t_read:>12,.0f}"
+        f"{t_read:>13.2f}"
+    )
+    print(
+        f"\ntarget (SPEC section 11): at least 1,000,000 rows/s for validation alone; rejected rows: {rejected:,}"
+    )
 
 
 if __name__ == "__main__":

@@ -19,4 +19,9 @@ class ExtractError(Exception):
         self.where = where
 
     def as_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message_zh": self.message_zh, "message_en": self.message_en, "where": self.where}
+        return {
+            "code": self.code,
+            "message_zh": self.message_zh,
+            "message_en": self.message_en,
+            "where": self.where,
+        }

@@ -32,7 +32,10 @@ def detect_format(path: Path) -> str:
     if fmt is None:
         known = ", ".join(sorted(FORMATS))
         raise ExtractError(
-            "FILE_FORMAT", f"不支持的文件类型（支持 {known}）", f"unsupported file type (supported: {known})", str(path)
+            "FILE_FORMAT",
+            f"不支持的文件类型（支持 {known}）",
+            f"unsupported file type (supported: {known})",
+            str(path),
         )
     return fmt
 
@@ -56,17 +59,23 @@ def _read_csv(path: Path, batch_size: int, encoding: str) -> Iterator[pa.RecordB
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
         raise ExtractError(
-            "FILE_HEADER", f"表头有重复列：{', '.join(dupes)}", f"duplicate columns in header: {', '.join(dupes)}",
+            "FILE_HEADER",
+            f"表头有重复列：{', '.join(dupes)}",
+            f"duplicate columns in header: {', '.join(dupes)}",
             f"{path}:1",
         )
     # Small blocks keep the reader's read-ahead (and so memory) small; rebatch() regroups them.
     read = pacsv.ReadOptions(
-        column_names=header, skip_rows=1, block_size=CSV_BLOCK_BYTES,
+        column_names=header,
+        skip_rows=1,
+        block_size=CSV_BLOCK_BYTES,
         encoding="utf8" if encoding.lower().replace("-", "") == "utf8" else encoding,
     )
     # Binary columns: undecodable bytes become a per-row ENCODING_INVALID finding later.
     convert = pacsv.ConvertOptions(
-        column_types={h: pa.binary() for h in header}, strings_can_be_null=False, quoted_strings_can_be_null=False
+        column_types={h: pa.binary() for h in header},
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
     )
     parse = pacsv.ParseOptions(newlines_in_values=True)
     rows_done = 0
@@ -120,7 +129,9 @@ def _read_parquet(path: Path, batch_size: int) -> Iterator[pa.RecordBatch]:
     except (pa.ArrowInvalid, OSError) as exc:
         detail = str(exc).splitlines()[0][:300]
         raise ExtractError(
-            "FILE_MALFORMED", f"Parquet 文件损坏或被截断：{detail}", f"Parquet file is malformed or truncated: {detail}",
+            "FILE_MALFORMED",
+            f"Parquet 文件损坏或被截断：{detail}",
+            f"Parquet file is malformed or truncated: {detail}",
             str(path),
         ) from None
 
@@ -149,12 +160,16 @@ def _read_jsonl(path: Path, batch_size: int, encoding: str) -> Iterator[pa.Recor
                 obj = json.loads(raw.decode(encoding))
             except (UnicodeDecodeError, ValueError) as exc:
                 raise ExtractError(
-                    "FILE_MALFORMED", f"第 {lineno} 行不是有效的 JSON：{exc}", f"line {lineno} is not valid JSON: {exc}",
+                    "FILE_MALFORMED",
+                    f"第 {lineno} 行不是有效的 JSON：{exc}",
+                    f"line {lineno} is not valid JSON: {exc}",
                     f"{path}:{lineno}",
                 ) from None
             if not isinstance(obj, dict):
                 raise ExtractError(
-                    "FILE_MALFORMED", f"第 {lineno} 行应为 JSON 对象", f"line {lineno} must be a JSON object",
+                    "FILE_MALFORMED",
+                    f"第 {lineno} 行应为 JSON 对象",
+                    f"line {lineno} must be a JSON object",
                     f"{path}:{lineno}",
                 )
             for key in obj.keys() - columns.keys():

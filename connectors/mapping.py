@@ -96,38 +96,52 @@ def load_mapping(path: str | Path) -> Mapping:
     except FileNotFoundError:
         raise ExtractError("MAPPING_NOT_FOUND", "找不到映射文件", "mapping file not found", where) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ExtractError("MAPPING_UNREADABLE", "无法读取映射文件", f"cannot read mapping file: {exc}", where) from None
+        raise ExtractError(
+            "MAPPING_UNREADABLE", "无法读取映射文件", f"cannot read mapping file: {exc}", where
+        ) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         loc = f"{where}:{line + 1}" if line is not None else where
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ExtractError("MAPPING_SYNTAX", "映射文件不是有效的 YAML", f"mapping is not valid YAML: {problem}", loc) from None
+        raise ExtractError(
+            "MAPPING_SYNTAX", "映射文件不是有效的 YAML", f"mapping is not valid YAML: {problem}", loc
+        ) from None
     if node is None:
         return Mapping()
     if not isinstance(node, yaml.MappingNode):
-        raise ExtractError("MAPPING_INVALID", "映射文件应为键值对", "mapping must be a YAML mapping", f"{where}:1")
+        raise ExtractError(
+            "MAPPING_INVALID", "映射文件应为键值对", "mapping must be a YAML mapping", f"{where}:1"
+        )
     doc = _located(node)
 
     def fail(key: str, zh: str, en: str) -> ExtractError:
         line = doc[key][1] if key in doc else 1
-        return ExtractError("MAPPING_INVALID", f"{zh}（字段 {key}）", f"{en} (field {key})", f"{where}:{line}")
+        return ExtractError(
+            "MAPPING_INVALID", f"{zh}（字段 {key}）", f"{en} (field {key})", f"{where}:{line}"
+        )
 
     for key, (_, line) in doc.items():
         if key not in _KEYS:
             known = ", ".join(sorted(_KEYS))
             raise ExtractError(
-                "MAPPING_INVALID", f"未知字段 {key}（可用：{known}）", f"unknown field {key} (known: {known})",
+                "MAPPING_INVALID",
+                f"未知字段 {key}（可用：{known}）",
+                f"unknown field {key} (known: {known})",
                 f"{where}:{line}",
             )
     data = _plain(doc)
     columns = data.get("columns") or {}
     if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
-        raise fail("columns", "columns 应为 本地列名: 标准字段名", "columns must map local names to field names")
+        raise fail(
+            "columns", "columns 应为 本地列名: 标准字段名", "columns must map local names to field names"
+        )
     values = data.get("values") or {}
     if not isinstance(values, dict) or not all(isinstance(v, dict) for v in values.values()):
-        raise fail("values", "values 应为 字段: {本地代码: 标准值}", "values must map fields to {local code: value}")
+        raise fail(
+            "values", "values 应为 字段: {本地代码: 标准值}", "values must map fields to {local code: value}"
+        )
     timezone = data.get("timezone")
     if timezone is not None:
         try:

@@ -52,4 +52,6 @@ def read_sql(
         raise ExtractError("SQL_NO_TABLE", f"找不到表 {table}", f"table {table} not found", url) from None
     except sa.exc.SQLAlchemyError as exc:
         detail = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0][:300]
-        raise ExtractError("SQL_ERROR", f"无法读取数据库：{detail}", f"cannot read the database: {detail}", url) from None
+        raise ExtractError(
+            "SQL_ERROR", f"无法读取数据库：{detail}", f"cannot read the database: {detail}", url
+        ) from None

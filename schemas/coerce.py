@@ -30,7 +30,6 @@ __all__ = ["Faults", "read_date", "read_decimal", "read_json", "read_text", "rea
 
 Faults = dict[str, np.ndarray]
 
-_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 # ISO 8601 extended date-time, as Arrow's parser reads it: a time may stop after the hour or the
 # minute, and a zone is Z or an offset of hours with optional minutes.
 _TIME_RE = (
@@ -95,22 +94,22 @@ def to_string(values: pa.Array) -> tuple[pa.Array, Faults]:
         return pa.nulls(n, pa.string()), faults
 
 
-_CONTROL_BYTE = np.zeros(256, dtype=bool)
+_CONTROL_BYTE = np.zeros(256, dtype=bool)  # controls other than tab, newline and carriage return
 _CONTROL_BYTE[[*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F]] = True
 
-# Whitespace in UTF-8, as Arrow's trim reads it: ASCII (09-0D, 1C-1F, 20), two bytes C2 85 / C2 A0, and three bytes
-# E1 9A 80, E2 80 80-8A, E2 80 A8 / A9 / AF, E2 81 9F, E3 80 80 (U+3000, the ideographic space).
+
 def _table(*byte_values: int) -> np.ndarray:
     table = np.zeros(256, dtype=bool)
     table[list(byte_values)] = True
     return table
 
 
+# Whitespace in UTF-8, as Arrow's trim reads it: ASCII (09-0D, 1C-1F, 20), two bytes C2 85 / C2 A0, and
+# three bytes E1 9A 80, E2 80 80-8A, E2 80 A8 / A9 / AF, E2 81 9F, E3 80 80 (U+3000, the ideographic space).
 _WS_ASCII = _table(0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20)
 _WS2_LEAD, _WS2_LAST = _table(0xC2), _table(0x85, 0xA0)
 _WS3_LEAD, _WS3_MID = _table(0xE1, 0xE2, 0xE3), _table(0x80, 0x81, 0x9A)
 _WS3_LAST = _table(*range(0x80, 0x8B), 0xA8, 0xA9, 0xAF, 0x9F)
-
 
 
 def _may_need_trim(offsets: np.ndarray, data: np.ndarray) -> bool:
@@ -150,7 +149,9 @@ def _may_need_trim(offsets: np.ndarray, data: np.ndarray) -> bool:
 def _buffers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Offsets (int64) and data bytes of a string array."""
     n = len(text)
-    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset : text.offset + n + 1].astype(np.int64)
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset : text.offset + n + 1].astype(
+        np.int64
+    )
     buf = text.buffers()[2]
     data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, dtype=np.uint8)
     return offsets, data
@@ -201,7 +202,9 @@ def read_text(
             faults["CHAR_INVALID"] = control
             bad |= control
     if max_length is not None and (lengths > max_length).any():
-        long_ = pc.fill_null(pc.greater(pc.utf8_length(text), max_length), False).to_numpy(zero_copy_only=False)
+        long_ = pc.fill_null(pc.greater(pc.utf8_length(text), max_length), False).to_numpy(
+            zero_copy_only=False
+        )
         if long_.any():
             faults["TOO_LONG"] = long_
             bad |= long_
@@ -272,7 +275,9 @@ def read_date(values: pa.Array) -> tuple[pa.Array, Faults]:
         days = None
         if pa.types.is_string(t) or pa.types.is_large_string(t):
             try:  # fast path: clean ISO dates throughout (no blanks, no padding)
-                days = pc.fill_null(pc.cast(values, pa.date32()).cast(pa.int32()), 0).to_numpy(zero_copy_only=False)
+                days = pc.fill_null(pc.cast(values, pa.date32()).cast(pa.int32()), 0).to_numpy(
+                    zero_copy_only=False
+                )
                 days, faults = days.astype(np.int64), {}
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 days = None
@@ -324,8 +329,9 @@ def read_timestamp(values: pa.Array, *, timezone: str | None = None) -> tuple[pa
         micros, ok = _typed_times(values)
         result = pa.array(micros, type=pa.int64(), mask=~ok).cast(pa.timestamp("us", tz=t.tz))
         if t.tz is None:
-            result = pc.assume_timezone(result.cast(pa.timestamp("us")), timezone,
-                                        ambiguous="earliest", nonexistent="earliest")
+            result = pc.assume_timezone(
+                result.cast(pa.timestamp("us")), timezone, ambiguous="earliest", nonexistent="earliest"
+            )
         return result.cast(target), {"TIME_INVALID": present & ~ok}
     if pa.types.is_date32(t) or pa.types.is_date64(t):
         values = pc.cast(values, pa.string())
@@ -439,4 +445,3 @@ def check_zone(name: str) -> str:
     except Exception as exc:
         raise ValueError(f"unknown time zone: {name}") from exc
     return name
-

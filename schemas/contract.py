@@ -124,5 +124,10 @@ class Dataset:
         """The Arrow schema with field and dataset metadata."""
         return pa.schema(
             [f.arrow_field() for f in self.fields],
-            metadata={"dataset": self.name, "label_zh": self.label, "key": self.key, "owner": self.owner_field},
+            metadata={
+                "dataset": self.name,
+                "label_zh": self.label,
+                "key": self.key,
+                "owner": self.owner_field,
+            },
         )

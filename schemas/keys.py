@@ -30,7 +30,9 @@ def hash_keys(keys: pa.Array) -> np.ndarray:
     keys = as_string_array(keys)
     n = len(keys)
     dtype = np.int64 if keys.type in (pa.large_string(), pa.large_binary()) else np.int32
-    offsets = np.frombuffer(keys.buffers()[1], dtype=dtype)[keys.offset : keys.offset + n + 1].astype(np.int64)
+    offsets = np.frombuffer(keys.buffers()[1], dtype=dtype)[keys.offset : keys.offset + n + 1].astype(
+        np.int64
+    )
     lengths = np.diff(offsets)
     data_buf = keys.buffers()[2]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(1, np.uint8)
@@ -134,8 +136,9 @@ class KeyTracker:
         self._runs.append(_Run(hashes, rows))
         while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
             newer, older = self._runs.pop(), self._runs.pop()
-            self._runs.append(_Run(np.concatenate([older.hashes, newer.hashes]),
-                                   np.concatenate([older.rows, newer.rows])))
+            self._runs.append(
+                _Run(np.concatenate([older.hashes, newer.hashes]), np.concatenate([older.rows, newer.rows]))
+            )
 
     def _against_earlier(self, keys: pa.Array, h: np.ndarray, todo: np.ndarray, earlier: np.ndarray) -> None:
         self._index_pending()
@@ -157,7 +160,9 @@ class KeyTracker:
                     j += 1
 
     @staticmethod
-    def _within(keys: pa.Array, h: np.ndarray, todo: np.ndarray, rows: np.ndarray, earlier: np.ndarray) -> None:
+    def _within(
+        keys: pa.Array, h: np.ndarray, todo: np.ndarray, rows: np.ndarray, earlier: np.ndarray
+    ) -> None:
         n = len(h)
         # Only rows whose hash shares a bucket with another row can repeat a key: sort just those.
         bits = max(10, int(n - 1).bit_length() + 2)

@@ -29,23 +29,41 @@ HOLDER_CODE_TYPES = {"111": "公民身份号码", "001": "统一社会信用代�
 VALID = "01"
 
 FIELDS = (
-    Field("license_id", Kind.IDENTIFIER, "证照标识", "GB/T 36904 license identifier; the key", max_length=160),
-    Field("license_type_code", Kind.IDENTIFIER, "证照类型代码", "USCC of the defining body and 3 digits",
-          max_length=21),
+    Field(
+        "license_id", Kind.IDENTIFIER, "证照标识", "GB/T 36904 license identifier; the key", max_length=160
+    ),
+    Field(
+        "license_type_code",
+        Kind.IDENTIFIER,
+        "证照类型代码",
+        "USCC of the defining body and 3 digits",
+        max_length=21,
+    ),
     Field("license_type_name", Kind.TEXT, "证照类型名称", "e.g. 食品经营许可证, 营业执照", max_length=128),
     Field("license_number", Kind.TEXT, "证照编号", "Number printed on the license", max_length=128),
     Field("holder_name", Kind.TEXT, "持证主体", "Holder's name", max_length=256),
     Field("holder_code", Kind.IDENTIFIER, "持证主体代码", "Holder's ID number or USCC", max_length=18),
-    Field("holder_code_type", Kind.CODE, "持证主体代码类型", "111 identity number, 001 USCC",
-          codes=tuple(HOLDER_CODE_TYPES), code_rule="HOLDER_CODE_TYPE_INVALID"),
+    Field(
+        "holder_code_type",
+        Kind.CODE,
+        "持证主体代码类型",
+        "111 identity number, 001 USCC",
+        codes=tuple(HOLDER_CODE_TYPES),
+        code_rule="HOLDER_CODE_TYPE_INVALID",
+    ),
     Field("issuer_name", Kind.TEXT, "发证机构", "Issuing authority", max_length=128),
     Field("issuer_code", Kind.IDENTIFIER, "发证机构代码", "USCC of the issuing authority", max_length=18),
     Field("issue_date", Kind.DATE, "发证日期", "Date of issue"),
     Field("valid_from", Kind.DATE, "有效期起始日期", "Start of validity"),
     Field("valid_until", Kind.DATE, "有效期截止日期", "End of validity; empty for long-term", required=False),
     Field("division", Kind.CODE, "行政区划", "GB/T 2260 division of the issuer; the owner"),
-    Field("status", Kind.CODE, "证照状态", "01 有效 02 暂扣 03 撤销 04 注销 05 失效 06 转出 07 吊销 99 其他",
-          codes=tuple(STATUSES)),
+    Field(
+        "status",
+        Kind.CODE,
+        "证照状态",
+        "01 有效 02 暂扣 03 撤销 04 注销 05 失效 06 转出 07 吊销 99 其他",
+        codes=tuple(STATUSES),
+    ),
     Field("surface", Kind.JSON, "照面信息", "JSON object of the printed fields", required=False),
     Field("updated_at", Kind.TIMESTAMP, "更新时间", "Last change in the source system (with UTC offset)"),
 )

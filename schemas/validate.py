@@ -59,7 +59,9 @@ class _Columns(MutableMapping[str, pa.Array]):
         self._pending: dict[str, Future[tuple[pa.Array, list[Finding]]]] = {}
         self._findings: dict[str, list[Finding]] = {}
 
-    def put(self, name: str, read: Future[tuple[pa.Array, list[Finding]]] | tuple[pa.Array, list[Finding]]) -> None:
+    def put(
+        self, name: str, read: Future[tuple[pa.Array, list[Finding]]] | tuple[pa.Array, list[Finding]]
+    ) -> None:
         if isinstance(read, Future):
             self._pending[name] = read
         else:
@@ -193,7 +195,12 @@ class Checker:
         return (~inside.to_numpy(zero_copy_only=False)) & self.present(name)
 
     def check_identity(
-        self, name: str, *, rows: np.ndarray | None = None, gender: str | None = None, birth: str | None = None
+        self,
+        name: str,
+        *,
+        rows: np.ndarray | None = None,
+        gender: str | None = None,
+        birth: str | None = None,
     ) -> None:
         """GB 11643 rules on an ID-number field (only ``rows`` when given); legacy numbers converted."""
         result = gb11643.check(self.columns[name])
@@ -342,7 +349,9 @@ class Validator:
         self.today = today_days(today)
         now = _dt.datetime.now(_dt.UTC)
         if today is not None:
-            now = _dt.datetime.combine(today, _dt.time(23, 59, 59), tzinfo=_dt.timezone(_dt.timedelta(hours=8)))
+            now = _dt.datetime.combine(
+                today, _dt.time(23, 59, 59), tzinfo=_dt.timezone(_dt.timedelta(hours=8))
+            )
         self.options = {
             "uscc_allowlist": frozenset(uscc_allowlist),
             "now_us": int(now.timestamp() * 1_000_000),
@@ -356,7 +365,9 @@ class Validator:
         missing = [f.name for f in self.dataset.fields if f.required and f.name not in names]
         if missing:
             joined = ", ".join(missing)
-            raise ContractError("COLUMN_MISSING", f"缺少必需的列：{joined}", f"missing required columns: {joined}")
+            raise ContractError(
+                "COLUMN_MISSING", f"缺少必需的列：{joined}", f"missing required columns: {joined}"
+            )
         columns = _Columns(self.dataset, batch.num_rows)
         # Columns are independent and the kernels release the GIL: large batches read them on worker
         # threads, and the checks start on the first columns while the others are still being read.
@@ -364,7 +375,9 @@ class Validator:
         for f in self.dataset.fields:
             if f.name in names:
                 raw = batch.column(f.name)
-                columns.put(f.name, _pool().submit(self._read_field, f, raw) if parallel else self._read_field(f, raw))
+                columns.put(
+                    f.name, _pool().submit(self._read_field, f, raw) if parallel else self._read_field(f, raw)
+                )
         return columns
 
     def _read_field(self, f: FieldSpec, raw: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, list[Finding]]:
@@ -418,7 +431,10 @@ class Validator:
                 earlier = pending.result()
             dup = earlier > 0
             if dup.any():
-                detail = {int(i): (f"与第 {earlier[i]} 行重复", f"same as row {earlier[i]}") for i in np.flatnonzero(dup)}
+                detail = {
+                    int(i): (f"与第 {earlier[i]} 行重复", f"same as row {earlier[i]}")
+                    for i in np.flatnonzero(dup)
+                }
                 checker.flag("KEY_DUPLICATE", self.dataset.key, dup, detail)
         # Findings of reading come first, in field order, then those of the checks.
         checker.findings[:0] = columns.reading_findings()

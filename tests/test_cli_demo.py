@@ -34,8 +34,20 @@ def test_demo_text_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_generate_reports_what_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["generate", "--workdir", str(tmp_path / "g"), "--population", "50", "--business", "20",
-            "--licenses", "30", "--defect-rate", "0.1", "--json"]
+    args = [
+        "generate",
+        "--workdir",
+        str(tmp_path / "g"),
+        "--population",
+        "50",
+        "--business",
+        "20",
+        "--licenses",
+        "30",
+        "--defect-rate",
+        "0.1",
+        "--json",
+    ]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     manifest = json.loads((tmp_path / "g" / "manifest.json").read_text(encoding="utf-8"))
@@ -61,8 +73,13 @@ def test_schema_unknown_dataset(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["--help"], ["validate", "--help"], ["demo", "--help"], ["generate", "--help"],
-                 ["schema", "--help"]):
+    for argv in (
+        ["--help"],
+        ["validate", "--help"],
+        ["demo", "--help"],
+        ["generate", "--help"],
+        ["schema", "--help"],
+    ):
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 0

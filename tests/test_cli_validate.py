@@ -50,7 +50,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def test_json_lines_and_summary(capsys, extract) -> None:
     csv, mapping = extract
-    code, out, _ = run(capsys, "validate", "population", str(csv), "--mapping", str(mapping), "--format", "json")
+    code, out, _ = run(
+        capsys, "validate", "population", str(csv), "--mapping", str(mapping), "--format", "json"
+    )
     assert code == 1
     lines = [json.loads(line) for line in out.splitlines()]
     reports, summary = lines[:-1], lines[-1]["summary"]
@@ -77,14 +79,18 @@ def test_text_output_and_exit_zero_when_clean(capsys, tmp_path, extract) -> None
     assert "1 行 rows, 1 通过 accepted" in out
     code, out, _ = run(capsys, "validate", "population", str(csv), "--mapping", str(mapping))
     assert code == 1
-    assert "第 2 行 row 2" in out and "ID_CHECKSUM" in out and "校验码错误" in out and "check character" in out
+    assert (
+        "第 2 行 row 2" in out and "ID_CHECKSUM" in out and "校验码错误" in out and "check character" in out
+    )
 
 
 def test_warnings_only_exit_zero(capsys, tmp_path, extract) -> None:
     _, mapping = extract
     legacy = tmp_path / "legacy.csv"
     legacy.write_text(f"{HEADER}\n{ROWS[3]}\n", encoding="utf-8")
-    code, out, _ = run(capsys, "validate", "population", str(legacy), "--mapping", str(mapping), "--format", "json")
+    code, out, _ = run(
+        capsys, "validate", "population", str(legacy), "--mapping", str(mapping), "--format", "json"
+    )
     assert code == 0
     first = json.loads(out.splitlines()[0])
     assert first["severity"] == "warning" and first["codes"] == ["ID_LEGACY_15"]
@@ -140,7 +146,9 @@ def test_broken_encoding_is_a_row_finding_not_a_crash(capsys, tmp_path, extract)
     broken = tmp_path / "broken.csv"
     bad_row = ROWS[1].encode().replace("李四".encode(), b"\xff\xfe")
     broken.write_bytes(f"{HEADER}\n{GOOD}\n".encode() + bad_row + b"\n")
-    rc, out, _ = run(capsys, "validate", "population", str(broken), "--mapping", str(mapping), "--format", "json")
+    rc, out, _ = run(
+        capsys, "validate", "population", str(broken), "--mapping", str(mapping), "--format", "json"
+    )
     assert rc == 1
     report = json.loads(out.splitlines()[0])
     assert report["row"] == 2 and "ENCODING_INVALID" in report["codes"]
@@ -148,9 +156,16 @@ def test_broken_encoding_is_a_row_finding_not_a_crash(capsys, tmp_path, extract)
 
 def test_parquet_jsonl_and_sqlite_sources(capsys, tmp_path) -> None:
     row = {
-        "id_number": "11010519491231002X", "name": "张三", "gender": "2", "ethnicity": "01",
-        "birth_date": "1949-12-31", "household_division": "110105", "household_address": "北京市朝阳区",
-        "status": "normal", "moved_to": None, "updated_at": "2024-01-01T08:00:00+08:00",
+        "id_number": "11010519491231002X",
+        "name": "张三",
+        "gender": "2",
+        "ethnicity": "01",
+        "birth_date": "1949-12-31",
+        "household_division": "110105",
+        "household_address": "北京市朝阳区",
+        "status": "normal",
+        "moved_to": None,
+        "updated_at": "2024-01-01T08:00:00+08:00",
     }
     bad = {**row, "id_number": "360426199101010072", "birth_date": "1991-01-01"}
     pq.write_table(pa.Table.from_pylist([row, bad]), tmp_path / "p.parquet")
@@ -158,8 +173,10 @@ def test_parquet_jsonl_and_sqlite_sources(capsys, tmp_path) -> None:
     db = tmp_path / "gongan.sqlite"
     with sqlite3.connect(db) as conn:
         conn.execute(f"create table czrk ({', '.join(row)})")
-        conn.executemany(f"insert into czrk values ({', '.join('?' * len(row))})",
-                         [tuple(row.values()), tuple(bad.values())])
+        conn.executemany(
+            f"insert into czrk values ({', '.join('?' * len(row))})",
+            [tuple(row.values()), tuple(bad.values())],
+        )
     for path, extra in ((tmp_path / "p.parquet", []), (tmp_path / "p.jsonl", []), (db, ["--table", "czrk"])):
         rc, out, _ = run(capsys, "validate", "population", str(path), "--format", "json", *extra)
         assert rc == 1, path
@@ -174,8 +191,18 @@ def test_parquet_jsonl_and_sqlite_sources(capsys, tmp_path) -> None:
 
 def test_rows_number_on_across_batches(capsys, extract) -> None:
     csv, mapping = extract
-    rc, out, _ = run(capsys, "validate", "population", str(csv), "--mapping", str(mapping), "--format", "json",
-                     "--batch-size", "2")
+    rc, out, _ = run(
+        capsys,
+        "validate",
+        "population",
+        str(csv),
+        "--mapping",
+        str(mapping),
+        "--format",
+        "json",
+        "--batch-size",
+        "2",
+    )
     assert rc == 1
     rows = [json.loads(x)["row"] for x in out.splitlines()[:-1]]
     assert rows == [2, 3, 4, 5]
@@ -185,23 +212,35 @@ def test_console_script_help_and_no_traceback(tmp_path) -> None:
     exe = Path(sys.executable).with_name("tongban")
     done = subprocess.run([str(exe), "validate", "--help"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "--mapping" in done.stdout and "校验" in done.stdout
-    done = subprocess.run([str(exe), "validate", "population", str(tmp_path / "none.csv")],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [str(exe), "validate", "population", str(tmp_path / "none.csv")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 2 and "FILE_NOT_FOUND" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_uscc_allowlist_file(capsys, tmp_path) -> None:
-    row = ("91110000600037341M,某某公司,有限责任公司,张三,,100,2001-05-01,北京市市场监督管理局,110000,北京市,"
-           "软件开发,active,,2024-01-01T08:00:00+08:00")
-    header = ("uscc,name,entity_type,legal_representative,legal_rep_id_number,registered_capital,established_date,"
-              "registration_authority,division,address,business_scope,status,moved_to,updated_at")
+    row = (
+        "91110000600037341M,某某公司,有限责任公司,张三,,100,2001-05-01,北京市市场监督管理局,110000,北京市,"
+        "软件开发,active,,2024-01-01T08:00:00+08:00"
+    )
+    header = (
+        "uscc,name,entity_type,legal_representative,legal_rep_id_number,registered_capital,established_date,"
+        "registration_authority,division,address,business_scope,status,moved_to,updated_at"
+    )
     csv = tmp_path / "qy.csv"
     csv.write_text(f"{header}\n{row}\n", encoding="utf-8")
     rc, out, _ = run(capsys, "validate", "business", str(csv), "--format", "json")
     assert rc == 1 and json.loads(out.splitlines()[0])["codes"] == ["USCC_CHECKSUM"]
     allow = tmp_path / "allow.txt"
-    allow.write_text("# early codes confirmed by the registration authority\n91110000600037341m  # lower case ok\n")
-    rc, out, _ = run(capsys, "validate", "business", str(csv), "--format", "json", "--uscc-allowlist", str(allow))
+    allow.write_text(
+        "# early codes confirmed by the registration authority\n91110000600037341m  # lower case ok\n"
+    )
+    rc, out, _ = run(
+        capsys, "validate", "business", str(csv), "--format", "json", "--uscc-allowlist", str(allow)
+    )
     assert rc == 0 and json.loads(out.splitlines()[0])["codes"] == ["USCC_ALLOWLISTED"]
     allow.write_text("not-a-code\n")
     rc, _, err = run(capsys, "validate", "business", str(csv), "--uscc-allowlist", str(allow))

@@ -13,8 +13,12 @@ from hypothesis import strategies as st
 from schemas import coerce
 
 # Every character Unicode calls whitespace, plus ordinary text around it.
-SPACES = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace() or unicodedata.category(c) == "Zs")
-TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from(SPACES), max_size=12)
+SPACES = "".join(
+    c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace() or unicodedata.category(c) == "Zs"
+)
+TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from(SPACES), max_size=12
+)
 
 
 @settings(max_examples=300, deadline=None, database=None)
@@ -44,5 +48,7 @@ def test_control_characters_are_found_exactly(cells: list[str | None]) -> None:
 
 
 def test_full_width_identifiers_are_normalized() -> None:
-    got, _ = coerce.read_text(pa.array(["１１０１０５１９４９１２３１００２ｘ", " 91110000600037341l "]), upper=True)
+    got, _ = coerce.read_text(
+        pa.array(["１１０１０５１９４９１２３１００２ｘ", " 91110000600037341l "]), upper=True
+    )
     assert got.to_pylist() == ["11010519491231002X", "91110000600037341L"]

@@ -22,7 +22,7 @@ def _rows(batches) -> list[dict]:
 
 def test_csv_streams_in_batches_of_raw_text(tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
-    lines = ["code,amount,note"] + [f"{i:03d},{i}.50,\"x, {i}\"" for i in range(25)]
+    lines = ["code,amount,note"] + [f'{i:03d},{i}.50,"x, {i}"' for i in range(25)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     batches = list(read_file(path, batch_size=10))
     assert [b.num_rows for b in batches] == [10, 10, 5]
@@ -172,5 +172,8 @@ def test_missing_mapping_file(tmp_path: Path) -> None:
 def test_error_as_dict_is_json_ready() -> None:
     err = ExtractError("X", "中文", "english", "f.csv:3")
     assert json.loads(json.dumps(err.as_dict())) == {
-        "code": "X", "message_zh": "中文", "message_en": "english", "where": "f.csv:3"
+        "code": "X",
+        "message_zh": "中文",
+        "message_en": "english",
+        "where": "f.csv:3",
     }

@@ -33,8 +33,10 @@ def _reference(batches: list[list[str | None]]) -> list[list[int]]:
 
 def _batches(seed: int) -> list[list[str | None]]:
     rng = np.random.default_rng(seed)
-    pool = [f"K{int(x):0{int(w)}d}" for x, w in zip(rng.integers(0, 10**6, 400), rng.integers(1, 12, 400),
-                                                    strict=True)]
+    pool = [
+        f"K{int(x):0{int(w)}d}"
+        for x, w in zip(rng.integers(0, 10**6, 400), rng.integers(1, 12, 400), strict=True)
+    ]
     batches = []
     for size in rng.integers(0, 300, 6):
         picks = rng.integers(0, len(pool), size)
@@ -92,7 +94,11 @@ def test_civil_day_arithmetic_matches_datetime() -> None:
 
 def test_real_date_rejects_what_datetime_rejects() -> None:
     rng = np.random.default_rng(4)
-    year, month, day = rng.integers(-5, 10_005, 50_000), rng.integers(-1, 15, 50_000), rng.integers(-1, 33, 50_000)
+    year, month, day = (
+        rng.integers(-5, 10_005, 50_000),
+        rng.integers(-1, 15, 50_000),
+        rng.integers(-1, 33, 50_000),
+    )
     expected = []
     for y, m, d in zip(year.tolist(), month.tolist(), day.tolist(), strict=True):
         try:

@@ -43,8 +43,14 @@ def test_layout() -> None:
     for folder in ("schemas", "connectors", "tongban", "tests", "bench"):
         assert (ROOT / folder).is_dir(), folder
     # The engine stays free of Airflow: nothing outside dags/ imports it.
-    for path in [*ROOT.glob("schemas/**/*.py"), *ROOT.glob("connectors/**/*.py"), *ROOT.glob("tongban/**/*.py")]:
-        assert not re.search(r"^\s*(from|import) airflow", path.read_text(encoding="utf-8"), re.MULTILINE), path
+    for path in [
+        *ROOT.glob("schemas/**/*.py"),
+        *ROOT.glob("connectors/**/*.py"),
+        *ROOT.glob("tongban/**/*.py"),
+    ]:
+        assert not re.search(r"^\s*(from|import) airflow", path.read_text(encoding="utf-8"), re.MULTILINE), (
+            path
+        )
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -175,7 +175,9 @@ def pick(rng: random.Random, generators: list[tuple[float, Callable[[random.Rand
 DIVISIONS = gbt2260.all_divisions()
 AREAS = sorted(DIVISIONS)
 CURRENT_AREAS = [c for c in AREAS if DIVISIONS[c].current and not c.endswith("00")]
-RETIRED_AREAS = [c for c in AREAS if not DIVISIONS[c].current and DIVISIONS[c].end and DIVISIONS[c].end < 2000]
+RETIRED_AREAS = [
+    c for c in AREAS if not DIVISIONS[c].current and DIVISIONS[c].end and DIVISIONS[c].end < 2000
+]
 PROVINCES = sorted({c[:2] for c in AREAS})
 
 
@@ -224,8 +226,20 @@ def _out_of_period(rng: random.Random) -> str:
 def _bad_birth(rng: random.Random) -> str:
     year = rng.choice([rng.randrange(1900, 2021), 0, 1900, 2100, 2023])
     month, day = rng.choice(
-        [(2, 29), (2, 30), (2, 31), (4, 31), (6, 31), (9, 31), (11, 31), (0, 10), (13, 1), (12, 32), (1, 0),
-         (rng.randrange(100), rng.randrange(100))]
+        [
+            (2, 29),
+            (2, 30),
+            (2, 31),
+            (4, 31),
+            (6, 31),
+            (9, 31),
+            (11, 31),
+            (0, 10),
+            (13, 1),
+            (12, 32),
+            (1, 0),
+            (rng.randrange(100), rng.randrange(100)),
+        ]
     )
     if (month, day) == (2, 29) and year % 4 == 0 and year % 400 != 0 and year % 100 != 0:
         year += 1  # Feb 29 of a non-leap year
@@ -234,7 +248,11 @@ def _bad_birth(rng: random.Random) -> str:
 
 def _future(rng: random.Random) -> str:
     birth = rng.choice(
-        [TODAY, TODAY + dt.timedelta(days=1), random_date(rng, TODAY - dt.timedelta(days=3), dt.date(2099, 12, 31))]
+        [
+            TODAY,
+            TODAY + dt.timedelta(days=1),
+            random_date(rng, TODAY - dt.timedelta(days=3), dt.date(2099, 12, 31)),
+        ]
     )
     return make_id(rng.choice(CURRENT_AREAS), ymd(birth), f"{rng.randrange(1000):03d}")
 
@@ -271,8 +289,13 @@ def _random_chars(rng: random.Random) -> str:
 def _wrong_length(rng: random.Random) -> str:
     v = _valid_id(rng)
     return rng.choice(
-        [v[: rng.choice([0, 1, 6, 14, 16, 17])], v + rng.choice(DIGITS), v + "0X", v[:-1] + "XX",
-         "".join(rng.choices(DIGITS, k=rng.choice([14, 16, 17, 19, 20])))]
+        [
+            v[: rng.choice([0, 1, 6, 14, 16, 17])],
+            v + rng.choice(DIGITS),
+            v + "0X",
+            v[:-1] + "XX",
+            "".join(rng.choices(DIGITS, k=rng.choice([14, 16, 17, 19, 20]))),
+        ]
     )
 
 
@@ -290,7 +313,9 @@ def _separators(rng: random.Random) -> str:
 
 def _non_ascii(rng: random.Random) -> str:
     v = _valid_id(rng)
-    return rng.choice([v.translate(FULLWIDTH), v[:6] + "中华人民" + v[14:], v[:17] + "Ｘ", "１" * 18, v[:12] + "😀😀"])
+    return rng.choice(
+        [v.translate(FULLWIDTH), v[:6] + "中华人民" + v[14:], v[:17] + "Ｘ", "１" * 18, v[:12] + "😀😀"]
+    )
 
 
 ID_GENERATORS: list[tuple[float, Callable[[random.Random], str | None]]] = [
@@ -348,11 +373,16 @@ def test_id_validity_agrees_with_stdnum(ids: dict) -> None:
     values, r, comp = ids["values"], ids["result"], ids["comparable"]
     ours = (r.faults == gb11643.OK) & r.area_known & ~r.legacy & r.present
     future = np.array(
-        [v in ("valid", "place_period") and _birth(s) > TODAY for s, v in zip(values, ids["verdicts"], strict=True)]
+        [
+            v in ("valid", "place_period") and _birth(s) > TODAY
+            for s, v in zip(values, ids["verdicts"], strict=True)
+        ]
     )
     stdnum_ok = np.array([v in ("valid", "place_period") for v in ids["verdicts"]])
     expected = stdnum_ok & ~future
-    assert_same([v for v, c in zip(values, comp, strict=True) if c], ours[comp], expected[comp], "ID validity")
+    assert_same(
+        [v for v, c in zip(values, comp, strict=True) if c], ours[comp], expected[comp], "ID validity"
+    )
     # stdnum is the stricter of the two, apart from future birth dates.
     strict_ok = np.array([v == "valid" for v in ids["verdicts"]])
     assert not (strict_ok & ~ours & ~future).any()
@@ -366,15 +396,14 @@ def test_id_validity_agrees_with_stdnum(ids: dict) -> None:
 
 def test_id_checksum_component_agrees(ids: dict) -> None:
     values, r, comp = ids["values"], ids["result"], ids["comparable"]
-    rows = [
-        i for i, v in enumerate(values)
-        if comp[i] and len(v) == 18 and all(c in DIGITS for c in v[:17])
-    ]
+    rows = [i for i, v in enumerate(values) if comp[i] and len(v) == 18 and all(c in DIGITS for c in v[:17])]
     got = r.faults[rows]
     want = np.array(
         [
-            gb11643.BAD_FORMAT if values[i][17] not in "0123456789X"
-            else gb11643.BAD_CHECKSUM if values[i][17] != ric_check(values[i][:17])
+            gb11643.BAD_FORMAT
+            if values[i][17] not in "0123456789X"
+            else gb11643.BAD_CHECKSUM
+            if values[i][17] != ric_check(values[i][:17])
             else -1
             for i in rows
         ]
@@ -386,7 +415,8 @@ def test_id_checksum_component_agrees(ids: dict) -> None:
     # Anything that is not 17 ASCII digits and a character (nor a 15-digit legacy number) is a format fault.
     in_rows = set(rows)
     other = [
-        i for i, v in enumerate(values)
+        i
+        for i, v in enumerate(values)
         if v is not None and i not in in_rows and not (len(v) == 15 and v.isascii() and v.isdigit())
     ]
     assert (r.faults[other] == gb11643.BAD_FORMAT).all()
@@ -394,8 +424,11 @@ def test_id_checksum_component_agrees(ids: dict) -> None:
 
 def test_id_birth_date_component_agrees(ids: dict) -> None:
     values, r = ids["values"], ids["result"]
-    rows = np.flatnonzero(r.present & ~r.legacy & np.isin(r.faults, [gb11643.OK, gb11643.BAD_BIRTH_DATE,
-                                                                     gb11643.FUTURE_BIRTH_DATE]))
+    rows = np.flatnonzero(
+        r.present
+        & ~r.legacy
+        & np.isin(r.faults, [gb11643.OK, gb11643.BAD_BIRTH_DATE, gb11643.FUTURE_BIRTH_DATE])
+    )
     sub = [values[i] for i in rows]
 
     def stdnum_birth(v: str) -> dt.date | None:
@@ -500,7 +533,9 @@ def test_id_array_layouts_agree(ids: dict) -> None:
     """Chunked, sliced and large_string inputs give the same answer as one contiguous array."""
     values = ids["values"][:20_000]
     base = gb11643.check(pa.array(values, type=pa.string()), today=TODAY)
-    chunked = pa.chunked_array([pa.array(values[:7001]), pa.array(values[7001:13000]), pa.array(values[13000:])])
+    chunked = pa.chunked_array(
+        [pa.array(values[:7001]), pa.array(values[7001:13000]), pa.array(values[13000:])]
+    )
     sliced = pa.array(["pad", *values, "pad"]).slice(1, len(values))
     for layout in (chunked, sliced, pa.array(values, type=pa.large_string())):
         other = gb11643.check(layout, today=TODAY)
@@ -650,7 +685,9 @@ def test_uscc_agrees_with_stdnum(usccs: dict) -> None:
     reason = {"length": gb32100.BAD_FORMAT, "format": gb32100.BAD_FORMAT, "checksum": gb32100.BAD_CHECKSUM}
     rejected = ~stdnum_ok
     want = np.array([reason[v] for v in verdicts if v != "valid"])
-    assert_same([v for v, ok in zip(sub, stdnum_ok, strict=True) if not ok], faults[rejected], want, "USCC fault")
+    assert_same(
+        [v for v, ok in zip(sub, stdnum_ok, strict=True) if not ok], faults[rejected], want, "USCC fault"
+    )
     # Among stdnum-valid codes, the embedded organization code decides OK vs BAD_ORG_CHECKSUM.
     valid_codes = [v for v, ok in zip(sub, stdnum_ok, strict=True) if ok]
     org_bad = np.array([not gb11714.is_valid(v[8:17]) for v in valid_codes])
@@ -713,7 +750,10 @@ def test_uscc_array_layouts_agree(usccs: dict) -> None:
 @pytest.mark.parametrize(
     ("body", "check"),
     [
-        ("60003734", "1"),  # in the known-good USCC 91110000600037341L: 18+15+56+12+8 = 109, 109 mod 11 = 10 -> 1
+        (
+            "60003734",
+            "1",
+        ),  # in the known-good USCC 91110000600037341L: 18+15+56+12+8 = 109, 109 mod 11 = 10 -> 1
         ("00001333", "8"),  # in the known-good USCC 11100000000013338W: 5+24+12+6 = 47, 47 mod 11 = 3 -> 8
         ("D2143569", "X"),  # the standard's example: 39+14+9+40+15+40+24+18 = 199, 199 mod 11 = 1 -> 10 -> X
         ("40000000", "X"),  # 4*3 = 12, 12 mod 11 = 1 -> 10 -> X
@@ -774,13 +814,17 @@ def test_gb11714_vectorized_agrees_with_scalar() -> None:
 
     scalar = np.array([scalar_fault(v) for v in sub])
     assert_same(sub, faults[present] == gb11714.OK, scalar == gb11714.OK, "GB 11714 validity")
-    assert_same(sub, scalar == gb11714.OK, np.array([org_valid(v) for v in sub]), "GB 11714 scalar vs standard")
+    assert_same(
+        sub, scalar == gb11714.OK, np.array([org_valid(v) for v in sub]), "GB 11714 scalar vs standard"
+    )
     assert (scalar == gb11714.OK).sum() >= 30_000 and (scalar != gb11714.OK).sum() >= 30_000
     # For ASCII values the fault names the same problem as the scalar's error (the vectorized
     # check counts bytes, the scalar characters, so non-ASCII lengths differ by design).
     ascii_rows = np.array([v.isascii() for v in sub])
     assert_same(
-        [v for v, a in zip(sub, ascii_rows, strict=True) if a], faults[present][ascii_rows], scalar[ascii_rows],
+        [v for v, a in zip(sub, ascii_rows, strict=True) if a],
+        faults[present][ascii_rows],
+        scalar[ascii_rows],
         "GB 11714 fault",
     )
 
@@ -818,15 +862,23 @@ def ref_parse(identifier: str) -> dict[str, str] | None:
     if len(parts) != 10 or parts[:5] != ["1", "2", "156", "3005", "2"]:
         return None
     type_code, issuer, serial, version, check = parts[5:]
+
     def alnum(s: str) -> bool:
         return all(c in ALNUM for c in s)
+
     if not (len(type_code) == 21 and alnum(type_code) and len(issuer) == 18 and alnum(issuer)):
         return None
     if not (1 <= len(serial) <= 64 and alnum(serial)):
         return None
     if not (len(version) == 3 and all(c in DIGITS for c in version) and len(check) == 1 and alnum(check)):
         return None
-    return {"type_code": type_code, "issuer_code": issuer, "serial": serial, "version": version, "check": check}
+    return {
+        "type_code": type_code,
+        "issuer_code": issuer,
+        "serial": serial,
+        "version": version,
+        "check": check,
+    }
 
 
 def _serial(rng: random.Random) -> str:
@@ -873,7 +925,9 @@ def _license_bad_part(rng: random.Random) -> str:
     elif choice == 8:
         t = t[:-1] + "."
     elif choice == 9:
-        return compose(t, i, s, ver).replace("3005.2.", rng.choice(["3005.3.", "3005.", "3006.2.", "3005..2."]))
+        return compose(t, i, s, ver).replace(
+            "3005.2.", rng.choice(["3005.3.", "3005.", "3006.2.", "3005..2."])
+        )
     elif choice == 10:
         return compose(t, i, s, ver)[:-2]  # no check part
     else:

@@ -52,52 +52,216 @@ def _id(area: str, birth: str, seq: str) -> str:
 
 
 _T = "2024-01-01T08:00:00+08:00"
-_POP = ("id_number", "name", "gender", "ethnicity", "birth_date", "household_division", "household_address",
-        "status", "moved_to", "updated_at")
-_BIZ = ("uscc", "name", "entity_type", "legal_representative", "legal_rep_id_number", "registered_capital",
-        "established_date", "registration_authority", "division", "address", "business_scope", "status",
-        "moved_to", "updated_at")
-_LIC = ("license_id", "license_type_code", "license_type_name", "license_number", "holder_name", "holder_code",
-        "holder_code_type", "issuer_name", "issuer_code", "issue_date", "valid_from", "valid_until", "division",
-        "status", "surface", "updated_at")
+_POP = (
+    "id_number",
+    "name",
+    "gender",
+    "ethnicity",
+    "birth_date",
+    "household_division",
+    "household_address",
+    "status",
+    "moved_to",
+    "updated_at",
+)
+_BIZ = (
+    "uscc",
+    "name",
+    "entity_type",
+    "legal_representative",
+    "legal_rep_id_number",
+    "registered_capital",
+    "established_date",
+    "registration_authority",
+    "division",
+    "address",
+    "business_scope",
+    "status",
+    "moved_to",
+    "updated_at",
+)
+_LIC = (
+    "license_id",
+    "license_type_code",
+    "license_type_name",
+    "license_number",
+    "holder_name",
+    "holder_code",
+    "holder_code_type",
+    "issuer_name",
+    "issuer_code",
+    "issue_date",
+    "valid_from",
+    "valid_until",
+    "division",
+    "status",
+    "surface",
+    "updated_at",
+)
 _LIC_ID = gbt36904.compose("11100000000013338W001", "11630104MB0000123M", "2024000123", "001")
 _LIC_ID_2 = gbt36904.compose("11100000000013338W002", "11630104MB0000123M", "2024000124", "001")
 
 # Coherent clean rows (ID numbers agree with gender and birth date, and so on); the first of each is accepted
 # without findings, the others may carry warnings (legacy ID, central-level USCC).
 ROWS: dict[str, list[dict[str, str | None]]] = {
-    "population": [dict(zip(_POP, r, strict=True)) for r in (
-        ("11010519491231002X", "张秀英", "2", "01", "1949-12-31", "110105", "北京市朝阳区", "normal", None, _T),
-        ("360426199101010071", "李建国", "1", "04", "1991-01-01", "360426", "德安县", "deceased", None,
-         "2025-06-30T23:59:59Z"),
-        (_id("630104", "19850310", "013"), "韩德明", "1", "01", "1985-03-10", "630104", "城西区", "moved_out",
-         "630105", _T),
-        (_id("630104", "20000229", "024"), "马海燕", "2", "03", "2000-02-29", "630104", "城西区", "normal", None,
-         _T),
-        ("630104800615024", "马秀兰", "2", "03", "1980-06-15", "630104", "城西区", "normal", None, _T),
-    )],
-    "business": [dict(zip(_BIZ, r, strict=True)) for r in (
-        ("91110000600037341L", "北京某某科技有限公司", "有限责任公司", "张三", "360426199101010071", "1000",
-         "2001-05-01", "北京市市场监督管理局", "110105", "北京市朝阳区", "技术开发", "active", None, _T),
-        ("11630104MB0000123M", "某某商店", "个体工商户", "李四", None, None, "2015-08-20", "城西区市场监督管理局",
-         "630104", "城西区", None, "moved_out", "360402", _T),
-        ("11100000000013338W", "某某机关", "机关", "王五", None, "12.5", "1998-01-01", "国家市场监督管理总局",
-         "110105", "北京市西城区", None, "active", None, _T),
-    )],
-    "license": [dict(zip(_LIC, r, strict=True)) for r in (
-        (_LIC_ID, "11100000000013338W001", "食品经营许可证", "JY16301040000123", "张秀英", "11010519491231002X",
-         "111", "城西区市场监督管理局", "11630104MB0000123M", "2024-01-10", "2024-01-10", "2029-01-09", "630104",
-         "01", '{"名称": "张秀英"}', _T),
-        (_LIC_ID_2, "11100000000013338W002", "营业执照", "91110000600037341L", "北京某某科技有限公司",
-         "91110000600037341L", "001", "城西区市场监督管理局", "11630104MB0000123M", "2001-05-01", "2001-05-01",
-         None, "630104", "05", None, _T),
-    )],
+    "population": [
+        dict(zip(_POP, r, strict=True))
+        for r in (
+            (
+                "11010519491231002X",
+                "张秀英",
+                "2",
+                "01",
+                "1949-12-31",
+                "110105",
+                "北京市朝阳区",
+                "normal",
+                None,
+                _T,
+            ),
+            (
+                "360426199101010071",
+                "李建国",
+                "1",
+                "04",
+                "1991-01-01",
+                "360426",
+                "德安县",
+                "deceased",
+                None,
+                "2025-06-30T23:59:59Z",
+            ),
+            (
+                _id("630104", "19850310", "013"),
+                "韩德明",
+                "1",
+                "01",
+                "1985-03-10",
+                "630104",
+                "城西区",
+                "moved_out",
+                "630105",
+                _T,
+            ),
+            (
+                _id("630104", "20000229", "024"),
+                "马海燕",
+                "2",
+                "03",
+                "2000-02-29",
+                "630104",
+                "城西区",
+                "normal",
+                None,
+                _T,
+            ),
+            ("630104800615024", "马秀兰", "2", "03", "1980-06-15", "630104", "城西区", "normal", None, _T),
+        )
+    ],
+    "business": [
+        dict(zip(_BIZ, r, strict=True))
+        for r in (
+            (
+                "91110000600037341L",
+                "北京某某科技有限公司",
+                "有限责任公司",
+                "张三",
+                "360426199101010071",
+                "1000",
+                "2001-05-01",
+                "北京市市场监督管理局",
+                "110105",
+                "北京市朝阳区",
+                "技术开发",
+                "active",
+                None,
+                _T,
+            ),
+            (
+                "11630104MB0000123M",
+                "某某商店",
+                "个体工商户",
+                "李四",
+                None,
+                None,
+                "2015-08-20",
+                "城西区市场监督管理局",
+                "630104",
+                "城西区",
+                None,
+                "moved_out",
+                "360402",
+                _T,
+            ),
+            (
+                "11100000000013338W",
+                "某某机关",
+                "机关",
+                "王五",
+                None,
+                "12.5",
+                "1998-01-01",
+                "国家市场监督管理总局",
+                "110105",
+                "北京市西城区",
+                None,
+                "active",
+                None,
+                _T,
+            ),
+        )
+    ],
+    "license": [
+        dict(zip(_LIC, r, strict=True))
+        for r in (
+            (
+                _LIC_ID,
+                "11100000000013338W001",
+                "食品经营许可证",
+                "JY16301040000123",
+                "张秀英",
+                "11010519491231002X",
+                "111",
+                "城西区市场监督管理局",
+                "11630104MB0000123M",
+                "2024-01-10",
+                "2024-01-10",
+                "2029-01-09",
+                "630104",
+                "01",
+                '{"名称": "张秀英"}',
+                _T,
+            ),
+            (
+                _LIC_ID_2,
+                "11100000000013338W002",
+                "营业执照",
+                "91110000600037341L",
+                "北京某某科技有限公司",
+                "91110000600037341L",
+                "001",
+                "城西区市场监督管理局",
+                "11630104MB0000123M",
+                "2001-05-01",
+                "2001-05-01",
+                None,
+                "630104",
+                "05",
+                None,
+                _T,
+            ),
+        )
+    ],
 }
 VALID: dict[str, dict[str, list[str]]] = {
-    name: {k: sorted({r[k] for r in rows if r[k] is not None}) for k in rows[0]} for name, rows in ROWS.items()
+    name: {k: sorted({r[k] for r in rows if r[k] is not None}) for k in rows[0]}
+    for name, rows in ROWS.items()
 }
-DATASETS: dict[str, Dataset] = {"population": population.DATASET, "business": business.DATASET,
-                                "license": license.DATASET}
+DATASETS: dict[str, Dataset] = {
+    "population": population.DATASET,
+    "business": business.DATASET,
+    "license": license.DATASET,
+}
 
 # --------------------------------------------------------------------------- garbage strategies
 
@@ -105,27 +269,43 @@ CONTROL_CHARS = st.characters(min_codepoint=0, max_codepoint=0x1F) | st.just("\x
 WHITESPACE = st.text(alphabet=" \t\n\r\u3000\u00a0\u2003\u200b", max_size=4)
 CJK = st.text(alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF), min_size=1, max_size=12)
 EMOJI = st.text(alphabet=st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF), min_size=1, max_size=6)
-FULL_WIDTH = st.text(alphabet=st.characters(min_codepoint=0xFF01, max_codepoint=0xFF5E), min_size=1, max_size=22)
-LONG = st.builds(lambda ch, n: ch * n, st.sampled_from(["x", "9", "中", "😀", "１", " "]), st.sampled_from([10_000]))
-WITH_CONTROL = st.builds(lambda a, c, b: a + c + b, st.text(max_size=8), st.text(CONTROL_CHARS, min_size=1, max_size=3),
-                         st.text(max_size=8))
-DATEISH = st.builds(lambda y, m, d: f"{y:04d}-{m:02d}-{d:02d}", st.integers(0, 9999), st.integers(0, 13),
-                    st.integers(0, 32))
+FULL_WIDTH = st.text(
+    alphabet=st.characters(min_codepoint=0xFF01, max_codepoint=0xFF5E), min_size=1, max_size=22
+)
+LONG = st.builds(
+    lambda ch, n: ch * n, st.sampled_from(["x", "9", "中", "😀", "１", " "]), st.sampled_from([10_000])
+)
+WITH_CONTROL = st.builds(
+    lambda a, c, b: a + c + b,
+    st.text(max_size=8),
+    st.text(CONTROL_CHARS, min_size=1, max_size=3),
+    st.text(max_size=8),
+)
+DATEISH = st.builds(
+    lambda y, m, d: f"{y:04d}-{m:02d}-{d:02d}", st.integers(0, 9999), st.integers(0, 13), st.integers(0, 32)
+)
 TIMEISH = st.builds(
     lambda date, sep, hh, mm, rest, zone: f"{date}{sep}{hh:02d}:{mm:02d}{rest}{zone}",
-    DATEISH, st.sampled_from(["T", " ", "t"]), st.integers(0, 25), st.integers(0, 61),
+    DATEISH,
+    st.sampled_from(["T", " ", "t"]),
+    st.integers(0, 25),
+    st.integers(0, 61),
     st.sampled_from(["", ":00", ":59", ":60", ":00.5", ":00.123456", ":00.1234567", ":00.123456789"]),
     st.sampled_from(["", "Z", "+08:00", "+0800", "+08", "-14:00", "+15:00", "z", " +08:00"]),
 )
 NUMBERISH = st.one_of(
     st.decimals(allow_nan=True, allow_infinity=True).map(str),
     st.integers().map(str),
-    st.sampled_from(["1,000.5", "1e3", "-0", "0x10", "1_000", "١٢٣", "NaN", "-Infinity", "99999999999999.9999"]),
+    st.sampled_from(
+        ["1,000.5", "1e3", "-0", "0x10", "1_000", "١٢٣", "NaN", "-Infinity", "99999999999999.9999"]
+    ),
 )
 JSONISH = st.one_of(
-    st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
-                 lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=4), kids, max_size=3),
-                 max_leaves=8).map(json.dumps),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=4), kids, max_size=3),
+        max_leaves=8,
+    ).map(json.dumps),
     st.sampled_from(["{", "[]", "null", '{"a":', "{'a': 1}", "{}" * 3, "[" * 5000]),
 )
 
@@ -151,21 +331,26 @@ def text_cells(valid: list[str]) -> st.SearchStrategy:
     )
 
 
-_FULL = str.maketrans({c: chr(ord(c) + 0xFEE0) for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"})
+_FULL = str.maketrans(
+    {c: chr(ord(c) + 0xFEE0) for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"}
+)
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 DATES = st.dates()
 TIME_UNITS = st.sampled_from(["s", "ms", "us", "ns"])
 ZONES = st.sampled_from(["UTC", "Asia/Shanghai", "+08:00", "America/New_York"])
-DECIMAL_TYPES = st.sampled_from([pa.decimal128(10, 2), pa.decimal128(38, 10), pa.decimal128(5, 0),
-                                 pa.decimal256(40, 4)])
+DECIMAL_TYPES = st.sampled_from(
+    [pa.decimal128(10, 2), pa.decimal128(38, 10), pa.decimal128(5, 0), pa.decimal256(40, 4)]
+)
 _UNIT = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
 def stamps(unit: str) -> st.SearchStrategy:
     """Raw timestamp values in ``unit``: anywhere in the calendar, and anything an int64 holds."""
     seconds = st.integers(-62_135_596_800 + 86_400, 253_402_300_799 - 86_400)
-    in_calendar = st.builds(lambda sec, frac: sec * _UNIT[unit] + frac, seconds, st.integers(0, _UNIT[unit] - 1))
+    in_calendar = st.builds(
+        lambda sec, frac: sec * _UNIT[unit] + frac, seconds, st.integers(0, _UNIT[unit] - 1)
+    )
     return in_calendar.filter(lambda v: -(2**63) <= v < 2**63) | INT64
 
 
@@ -177,9 +362,30 @@ def _decimal_cells(typ: pa.Decimal128Type) -> st.SearchStrategy:
 @st.composite
 def columns(draw: st.DrawFn, name: str, n: int, valid: list[str]) -> pa.Array:
     """One raw column of ``n`` cells: text of every kind, or a column of the wrong Arrow type."""
-    kind = draw(st.sampled_from(
-        ["text", "text", "text", "valid", "large_string", "binary", "dictionary", "int64", "float64", "bool",
-         "list", "struct", "date32", "date64", "naive", "zoned", "decimal", "null"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "text",
+                "text",
+                "text",
+                "valid",
+                "large_string",
+                "binary",
+                "dictionary",
+                "int64",
+                "float64",
+                "bool",
+                "list",
+                "struct",
+                "date32",
+                "date64",
+                "naive",
+                "zoned",
+                "decimal",
+                "null",
+            ]
+        )
+    )
 
     def cells(strategy: st.SearchStrategy) -> list:
         return draw(st.lists(st.none() | strategy, min_size=n, max_size=n))
@@ -201,10 +407,14 @@ def columns(draw: st.DrawFn, name: str, n: int, valid: list[str]) -> pa.Array:
     if kind == "bool":
         return pa.array(cells(st.booleans()), type=pa.bool_())
     if kind == "list":
-        return pa.array(cells(st.lists(st.none() | st.integers(-5, 5), max_size=3)), type=pa.list_(pa.int64()))
+        return pa.array(
+            cells(st.lists(st.none() | st.integers(-5, 5), max_size=3)), type=pa.list_(pa.int64())
+        )
     if kind == "struct":
         typ = pa.struct([("a", pa.int64()), ("b", pa.string())])
-        return pa.array(cells(st.fixed_dictionaries({"a": st.integers(-5, 5), "b": st.text(max_size=5)})), type=typ)
+        return pa.array(
+            cells(st.fixed_dictionaries({"a": st.integers(-5, 5), "b": st.text(max_size=5)})), type=typ
+        )
     if kind == "date32":
         return pa.array(cells(DATES), type=pa.date32())
     if kind == "date64":
@@ -250,7 +460,9 @@ def tables(draw: st.DrawFn, name: str) -> pa.Table:
 # --------------------------------------------------------------------------- the invariants
 
 
-def check_result(dataset: Dataset, table: pa.Table, result: BatchResult, v: Validator, first_row: int = 1) -> None:
+def check_result(
+    dataset: Dataset, table: pa.Table, result: BatchResult, v: Validator, first_row: int = 1
+) -> None:
     n = table.num_rows
     reports = list(result.reports())
     assert result.first_row == first_row
@@ -375,11 +587,14 @@ def test_population_garbage_with_timezone(table: pa.Table) -> None:
 
 # --------------------------------------------------------------------------- the readers
 
-ARBITRARY = st.lists(st.none() | st.text(max_size=40) | WITH_CONTROL | DATEISH | TIMEISH | NUMBERISH | JSONISH,
-                     max_size=12)
+ARBITRARY = st.lists(
+    st.none() | st.text(max_size=40) | WITH_CONTROL | DATEISH | TIMEISH | NUMBERISH | JSONISH, max_size=12
+)
 
 
-def _check_read(values: pa.Array, faults: dict, n: int, typ: pa.DataType, *, nulls_on_fault: bool = True) -> None:
+def _check_read(
+    values: pa.Array, faults: dict, n: int, typ: pa.DataType, *, nulls_on_fault: bool = True
+) -> None:
     assert len(values) == n
     assert values.type == typ
     for code, mask in faults.items():
@@ -503,7 +718,9 @@ def _read_one_time(texts: list[str], zone: str | None = None) -> list[int | None
 TIMESTAMPS = st.builds(
     lambda date, sep, hh, mm, rest, zone: f"{date}{sep}{hh:02d}:{mm:02d}{rest}{zone}",
     st.dates(min_value=dt.date(1, 1, 2), max_value=dt.date(9999, 12, 30)).map(dt.date.isoformat),
-    st.sampled_from(["T", " "]), st.integers(0, 23), st.integers(0, 59),
+    st.sampled_from(["T", " "]),
+    st.integers(0, 23),
+    st.integers(0, 59),
     st.sampled_from(["", ":00", ":59", ":00.5", ":00.123456"]),
     st.sampled_from(["Z", "+08:00", "+0800", "-05:30", "+14:00", "-00:00", ""]),
 )
@@ -550,8 +767,11 @@ def test_read_timestamp_nanosecond_fraction_does_not_raise() -> None:
 
 @pytest.mark.parametrize(
     "values",
-    [pa.array([1], type=pa.timestamp("ns", tz="UTC")), pa.array([2**62], type=pa.timestamp("s", tz="UTC")),
-     pa.array([1], type=pa.timestamp("ns"))],
+    [
+        pa.array([1], type=pa.timestamp("ns", tz="UTC")),
+        pa.array([2**62], type=pa.timestamp("s", tz="UTC")),
+        pa.array([1], type=pa.timestamp("ns")),
+    ],
     ids=["ns-fraction", "s-out-of-range", "naive-ns-fraction"],
 )
 def test_read_timestamp_typed_values_do_not_raise(values: pa.Array) -> None:
@@ -566,9 +786,11 @@ def test_read_date_date64_not_midnight_does_not_raise() -> None:
 
 @pytest.mark.parametrize(
     "values",
-    [pa.array([-1_000_000], type=pa.int32()).cast(pa.date32()),
-     pa.array([3_000_000], type=pa.int32()).cast(pa.date32()),
-     pa.array([2**62], type=pa.timestamp("s", tz="UTC"))],
+    [
+        pa.array([-1_000_000], type=pa.int32()).cast(pa.date32()),
+        pa.array([3_000_000], type=pa.int32()).cast(pa.date32()),
+        pa.array([2**62], type=pa.timestamp("s", tz="UTC")),
+    ],
     ids=["date32-year-minus-768", "date32-year-10183", "timestamp-s-wraps"],
 )
 def test_read_date_typed_values_out_of_range(values: pa.Array) -> None:
@@ -578,8 +800,15 @@ def test_read_date_typed_values_out_of_range(values: pa.Array) -> None:
 
 
 @READERS
-@given(value=st.decimals(min_value=0, max_value=decimal.Decimal("99999999999999.9999"), allow_nan=False,
-                         allow_infinity=False, places=4))
+@given(
+    value=st.decimals(
+        min_value=0,
+        max_value=decimal.Decimal("99999999999999.9999"),
+        allow_nan=False,
+        allow_infinity=False,
+        places=4,
+    )
+)
 def test_read_decimal_round_trips(value: decimal.Decimal) -> None:
     values, faults = coerce.read_decimal(pa.array([str(value), f"{value:,}", "-1"]))
     assert values.to_pylist() == [value, value, None]
@@ -587,8 +816,15 @@ def test_read_decimal_round_trips(value: decimal.Decimal) -> None:
 
 
 @READERS
-@given(value=st.decimals(min_value=0, max_value=decimal.Decimal("99999999999999.99994"), allow_nan=False,
-                         allow_infinity=False, places=8))
+@given(
+    value=st.decimals(
+        min_value=0,
+        max_value=decimal.Decimal("99999999999999.99994"),
+        allow_nan=False,
+        allow_infinity=False,
+        places=8,
+    )
+)
 def test_read_decimal_rounds_half_even(value: decimal.Decimal) -> None:
     values, _ = coerce.read_decimal(pa.array([str(value)]))
     assert values.to_pylist() == [value.quantize(decimal.Decimal("0.0001"), rounding=decimal.ROUND_HALF_EVEN)]
@@ -600,7 +836,10 @@ def test_read_decimal_rounding_past_the_limit() -> None:
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**12), 10**12)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=4),
     max_leaves=12,
@@ -642,8 +881,19 @@ def test_read_json_lone_surrogate() -> None:
         pa.array(["2024-01-01", None], type=pa.string_view()),
         pa.array([dt.timedelta(seconds=5), None], type=pa.duration("s")),
     ],
-    ids=["binary", "large_binary", "fixed_binary", "list", "struct", "float", "bool", "null", "dictionary",
-         "string_view", "duration"],
+    ids=[
+        "binary",
+        "large_binary",
+        "fixed_binary",
+        "list",
+        "struct",
+        "float",
+        "bool",
+        "null",
+        "dictionary",
+        "string_view",
+        "duration",
+    ],
 )
 @pytest.mark.parametrize("reader", ["read_text", "read_date", "read_timestamp", "read_decimal", "read_json"])
 def test_readers_accept_any_arrow_type(raw: pa.Array, reader: str) -> None:
@@ -653,7 +903,11 @@ def test_readers_accept_any_arrow_type(raw: pa.Array, reader: str) -> None:
         assert code in RULES and mask.shape == (len(raw),)
     if pa.types.is_nested(raw.type):
         assert faults["TYPE_INVALID"].tolist() == [True, False]
-    if pa.types.is_binary(raw.type) or pa.types.is_large_binary(raw.type) or pa.types.is_fixed_size_binary(raw.type):
+    if (
+        pa.types.is_binary(raw.type)
+        or pa.types.is_large_binary(raw.type)
+        or pa.types.is_fixed_size_binary(raw.type)
+    ):
         assert faults["ENCODING_INVALID"].any()
 
 
@@ -674,7 +928,8 @@ _CRASHERS = {
 def test_validate_does_not_raise_on_one_bad_cell(case: str) -> None:
     name, raw = _CRASHERS[case]
     table = pa.table({k: pa.array([v]) for k, v in _ROW.items()}).set_column(
-        population.DATASET.names.index(name), name, raw)
+        population.DATASET.names.index(name), name, raw
+    )
     result = Validator(population.DATASET, today=TODAY).validate(table)
     assert result.table.num_rows == 1  # accepted or rejected, but no exception
 

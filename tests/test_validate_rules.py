@@ -80,67 +80,196 @@ assert all(uscc.is_valid(v) for v in (USCC_A, USCC_CENTRAL, USCC_B, USCC_C, USCC
 # --------------------------------------------------------------------------- baseline rows
 
 POP_BASE = (
-    {"id_number": ID_F, "name": "张秀英", "gender": "2", "ethnicity": "01", "birth_date": "1949-12-31",
-     "household_division": "110105", "household_address": "北京市朝阳区建国路1号", "status": "normal",
-     "moved_to": None, "updated_at": UPDATED},
-    {"id_number": ID_M, "name": "李建国", "gender": "1", "ethnicity": "04", "birth_date": "1991-01-01",
-     "household_division": "360426", "household_address": "江西省九江市德安县蒲亭镇", "status": "deceased",
-     "moved_to": None, "updated_at": "2025-06-30T23:59:59Z"},
-    {"id_number": make_id("630104", "19800615", "024"), "name": "马海燕", "gender": "2", "ethnicity": "03",
-     "birth_date": "1980-06-15", "household_division": "630104", "household_address": "青海省西宁市城西区",
-     "status": "moved_out", "moved_to": "630105", "updated_at": "2026-11-01T12:00:00+08:00"},
+    {
+        "id_number": ID_F,
+        "name": "张秀英",
+        "gender": "2",
+        "ethnicity": "01",
+        "birth_date": "1949-12-31",
+        "household_division": "110105",
+        "household_address": "北京市朝阳区建国路1号",
+        "status": "normal",
+        "moved_to": None,
+        "updated_at": UPDATED,
+    },
+    {
+        "id_number": ID_M,
+        "name": "李建国",
+        "gender": "1",
+        "ethnicity": "04",
+        "birth_date": "1991-01-01",
+        "household_division": "360426",
+        "household_address": "江西省九江市德安县蒲亭镇",
+        "status": "deceased",
+        "moved_to": None,
+        "updated_at": "2025-06-30T23:59:59Z",
+    },
+    {
+        "id_number": make_id("630104", "19800615", "024"),
+        "name": "马海燕",
+        "gender": "2",
+        "ethnicity": "03",
+        "birth_date": "1980-06-15",
+        "household_division": "630104",
+        "household_address": "青海省西宁市城西区",
+        "status": "moved_out",
+        "moved_to": "630105",
+        "updated_at": "2026-11-01T12:00:00+08:00",
+    },
 )
 POP_TEMPLATE = {
-    "id_number": ID_T, "name": "韩德明", "gender": "1", "ethnicity": "01", "birth_date": "1985-03-10",
-    "household_division": "630104", "household_address": "青海省西宁市城西区五四大街", "status": "normal",
-    "moved_to": None, "updated_at": UPDATED,
+    "id_number": ID_T,
+    "name": "韩德明",
+    "gender": "1",
+    "ethnicity": "01",
+    "birth_date": "1985-03-10",
+    "household_division": "630104",
+    "household_address": "青海省西宁市城西区五四大街",
+    "status": "normal",
+    "moved_to": None,
+    "updated_at": UPDATED,
 }
 
 BIZ_BASE = (
-    {"uscc": USCC_A, "name": "北京某某科技有限公司", "entity_type": "有限责任公司", "legal_representative": "张三",
-     "legal_rep_id_number": ID_M, "registered_capital": "1000", "established_date": "2001-05-01",
-     "registration_authority": "北京市市场监督管理局", "division": "110105", "address": "北京市朝阳区",
-     "business_scope": "技术开发", "status": "active", "moved_to": None, "updated_at": UPDATED},
-    {"uscc": USCC_B, "name": "西宁市城西区某某商店", "entity_type": "个体工商户", "legal_representative": "李四",
-     "legal_rep_id_number": None, "registered_capital": None, "established_date": "2015-08-20",
-     "registration_authority": "西宁市城西区市场监督管理局", "division": "630104", "address": "西宁市城西区",
-     "business_scope": None, "status": "revoked", "moved_to": None, "updated_at": UPDATED},
-    {"uscc": USCC_C, "name": "德安县某某农民专业合作社", "entity_type": "农民专业合作社",
-     "legal_representative": "王五", "legal_rep_id_number": ID_F, "registered_capital": "12.5",
-     "established_date": "2010-01-01", "registration_authority": "德安县市场监督管理局", "division": "360426",
-     "address": "德安县", "business_scope": "种植", "status": "moved_out", "moved_to": "360402",
-     "updated_at": UPDATED},
+    {
+        "uscc": USCC_A,
+        "name": "北京某某科技有限公司",
+        "entity_type": "有限责任公司",
+        "legal_representative": "张三",
+        "legal_rep_id_number": ID_M,
+        "registered_capital": "1000",
+        "established_date": "2001-05-01",
+        "registration_authority": "北京市市场监督管理局",
+        "division": "110105",
+        "address": "北京市朝阳区",
+        "business_scope": "技术开发",
+        "status": "active",
+        "moved_to": None,
+        "updated_at": UPDATED,
+    },
+    {
+        "uscc": USCC_B,
+        "name": "西宁市城西区某某商店",
+        "entity_type": "个体工商户",
+        "legal_representative": "李四",
+        "legal_rep_id_number": None,
+        "registered_capital": None,
+        "established_date": "2015-08-20",
+        "registration_authority": "西宁市城西区市场监督管理局",
+        "division": "630104",
+        "address": "西宁市城西区",
+        "business_scope": None,
+        "status": "revoked",
+        "moved_to": None,
+        "updated_at": UPDATED,
+    },
+    {
+        "uscc": USCC_C,
+        "name": "德安县某某农民专业合作社",
+        "entity_type": "农民专业合作社",
+        "legal_representative": "王五",
+        "legal_rep_id_number": ID_F,
+        "registered_capital": "12.5",
+        "established_date": "2010-01-01",
+        "registration_authority": "德安县市场监督管理局",
+        "division": "360426",
+        "address": "德安县",
+        "business_scope": "种植",
+        "status": "moved_out",
+        "moved_to": "360402",
+        "updated_at": UPDATED,
+    },
 )
 BIZ_TEMPLATE = {
-    "uscc": USCC_T, "name": "西宁某某餐饮有限公司", "entity_type": "有限责任公司", "legal_representative": "韩德明",
-    "legal_rep_id_number": ID_T, "registered_capital": "50", "established_date": "2020-03-15",
-    "registration_authority": "西宁市市场监督管理局", "division": "630104", "address": "西宁市城西区",
-    "business_scope": "餐饮服务", "status": "active", "moved_to": None, "updated_at": UPDATED,
+    "uscc": USCC_T,
+    "name": "西宁某某餐饮有限公司",
+    "entity_type": "有限责任公司",
+    "legal_representative": "韩德明",
+    "legal_rep_id_number": ID_T,
+    "registered_capital": "50",
+    "established_date": "2020-03-15",
+    "registration_authority": "西宁市市场监督管理局",
+    "division": "630104",
+    "address": "西宁市城西区",
+    "business_scope": "餐饮服务",
+    "status": "active",
+    "moved_to": None,
+    "updated_at": UPDATED,
 }
 
 LIC_BASE = (
-    {"_serial": "2024000123", "license_type_code": TYPE_CODE, "license_type_name": "食品经营许可证",
-     "license_number": "JY16301040000123", "holder_name": "张秀英", "holder_code": ID_F, "holder_code_type": "111",
-     "issuer_name": "西宁市城西区市场监督管理局", "issuer_code": USCC_B, "issue_date": "2024-01-10",
-     "valid_from": "2024-01-10", "valid_until": "2029-01-09", "division": "630104", "status": "01",
-     "surface": '{"名称": "张秀英", "经营场所": "城西区"}', "updated_at": UPDATED},
-    {"_serial": "2024000124", "license_type_code": TYPE_CODE_2, "license_type_name": "营业执照",
-     "license_number": "91110000600037341L", "holder_name": "北京某某科技有限公司", "holder_code": USCC_A,
-     "holder_code_type": "001", "issuer_name": "西宁市城西区市场监督管理局", "issuer_code": USCC_B,
-     "issue_date": "2001-05-01", "valid_from": "2001-05-01", "valid_until": None, "division": "630104",
-     "status": "01", "surface": None, "updated_at": UPDATED},
-    {"_serial": "2019000007", "license_type_code": TYPE_CODE, "license_type_name": "食品经营许可证",
-     "license_number": "JY16301040000007", "holder_name": "李建国", "holder_code": ID_M, "holder_code_type": "111",
-     "issuer_name": "西宁市城西区市场监督管理局", "issuer_code": USCC_B, "issue_date": "2019-03-01",
-     "valid_from": "2019-03-01", "valid_until": "2024-02-29", "division": "630104", "status": "05",
-     "surface": "{}", "updated_at": UPDATED},
+    {
+        "_serial": "2024000123",
+        "license_type_code": TYPE_CODE,
+        "license_type_name": "食品经营许可证",
+        "license_number": "JY16301040000123",
+        "holder_name": "张秀英",
+        "holder_code": ID_F,
+        "holder_code_type": "111",
+        "issuer_name": "西宁市城西区市场监督管理局",
+        "issuer_code": USCC_B,
+        "issue_date": "2024-01-10",
+        "valid_from": "2024-01-10",
+        "valid_until": "2029-01-09",
+        "division": "630104",
+        "status": "01",
+        "surface": '{"名称": "张秀英", "经营场所": "城西区"}',
+        "updated_at": UPDATED,
+    },
+    {
+        "_serial": "2024000124",
+        "license_type_code": TYPE_CODE_2,
+        "license_type_name": "营业执照",
+        "license_number": "91110000600037341L",
+        "holder_name": "北京某某科技有限公司",
+        "holder_code": USCC_A,
+        "holder_code_type": "001",
+        "issuer_name": "西宁市城西区市场监督管理局",
+        "issuer_code": USCC_B,
+        "issue_date": "2001-05-01",
+        "valid_from": "2001-05-01",
+        "valid_until": None,
+        "division": "630104",
+        "status": "01",
+        "surface": None,
+        "updated_at": UPDATED,
+    },
+    {
+        "_serial": "2019000007",
+        "license_type_code": TYPE_CODE,
+        "license_type_name": "食品经营许可证",
+        "license_number": "JY16301040000007",
+        "holder_name": "李建国",
+        "holder_code": ID_M,
+        "holder_code_type": "111",
+        "issuer_name": "西宁市城西区市场监督管理局",
+        "issuer_code": USCC_B,
+        "issue_date": "2019-03-01",
+        "valid_from": "2019-03-01",
+        "valid_until": "2024-02-29",
+        "division": "630104",
+        "status": "05",
+        "surface": "{}",
+        "updated_at": UPDATED,
+    },
 )
 LIC_TEMPLATE = {
-    "_serial": "2024000999", "license_type_code": TYPE_CODE, "license_type_name": "食品经营许可证",
-    "license_number": "JY16301040000999", "holder_name": "韩德明", "holder_code": ID_T, "holder_code_type": "111",
-    "issuer_name": "西宁市城西区市场监督管理局", "issuer_code": USCC_B, "issue_date": "2025-05-05",
-    "valid_from": "2025-05-06", "valid_until": "2030-05-05", "division": "630104", "status": "01",
-    "surface": '{"名称": "韩德明"}', "updated_at": UPDATED,
+    "_serial": "2024000999",
+    "license_type_code": TYPE_CODE,
+    "license_type_name": "食品经营许可证",
+    "license_number": "JY16301040000999",
+    "holder_name": "韩德明",
+    "holder_code": ID_T,
+    "holder_code_type": "111",
+    "issuer_name": "西宁市城西区市场监督管理局",
+    "issuer_code": USCC_B,
+    "issue_date": "2025-05-05",
+    "valid_from": "2025-05-06",
+    "valid_until": "2030-05-05",
+    "division": "630104",
+    "status": "01",
+    "surface": '{"名称": "韩德明"}',
+    "updated_at": UPDATED,
 }
 
 DATASETS: dict[str, tuple[Dataset, tuple[dict, ...], dict]] = {
@@ -224,10 +353,23 @@ CASES: list[Case] = [
     Case("REQUIRED", "population", {"name": None}, "name"),
     Case("REQUIRED", "population", {"name": "   "}, "name", id="REQUIRED-blank"),
     Case("REQUIRED", "license", {"issue_date": ""}, "issue_date", id="REQUIRED-date"),
-    Case("TYPE_INVALID", "population", {"moved_to": ["630105"]}, "moved_to",
-         types={"moved_to": pa.list_(pa.string())}, base=(0, 1)),
-    Case("TYPE_INVALID", "license", {"surface": {"名称": "韩德明"}}, "surface",
-         types={"surface": pa.struct([("名称", pa.string())])}, base=(1,), id="TYPE_INVALID-struct"),
+    Case(
+        "TYPE_INVALID",
+        "population",
+        {"moved_to": ["630105"]},
+        "moved_to",
+        types={"moved_to": pa.list_(pa.string())},
+        base=(0, 1),
+    ),
+    Case(
+        "TYPE_INVALID",
+        "license",
+        {"surface": {"名称": "韩德明"}},
+        "surface",
+        types={"surface": pa.struct([("名称", pa.string())])},
+        base=(1,),
+        id="TYPE_INVALID-struct",
+    ),
     Case("TOO_LONG", "population", {"name": "韩" * 65}, "name"),
     Case("TOO_LONG", "business", {"business_scope": "x" * 4001}, "business_scope", id="TOO_LONG-optional"),
     Case("CHAR_INVALID", "population", {"name": "韩\x01德明"}, "name"),
@@ -235,16 +377,38 @@ CASES: list[Case] = [
     Case("ENCODING_INVALID", "population", {"name": b"\xe9\x9f\xff"}, "name", types={"name": pa.binary()}),
     Case("DATE_INVALID", "population", {"birth_date": "1985-02-30"}, "birth_date"),
     Case("DATE_INVALID", "license", {"valid_until": "2030-13-01"}, "valid_until", id="DATE_INVALID-optional"),
-    Case("TIME_INVALID", "population", {"updated_at": "2024-01-01T08:00:00"}, "updated_at", id="TIME_INVALID-naive"),
+    Case(
+        "TIME_INVALID",
+        "population",
+        {"updated_at": "2024-01-01T08:00:00"},
+        "updated_at",
+        id="TIME_INVALID-naive",
+    ),
     Case("TIME_INVALID", "business", {"updated_at": "yesterday"}, "updated_at", id="TIME_INVALID-text"),
-    Case("TIME_INVALID", "license", {"updated_at": "2024-02-30T08:00:00+08:00"}, "updated_at",
-         id="TIME_INVALID-date"),
+    Case(
+        "TIME_INVALID",
+        "license",
+        {"updated_at": "2024-02-30T08:00:00+08:00"},
+        "updated_at",
+        id="TIME_INVALID-date",
+    ),
     Case("DATE_FUTURE", "business", {"established_date": "2026-11-02"}, "established_date"),
-    Case("DATE_FUTURE", "license", {"issue_date": "2027-01-01", "valid_from": "2027-01-01"}, "issue_date",
-         id="DATE_FUTURE-license"),
+    Case(
+        "DATE_FUTURE",
+        "license",
+        {"issue_date": "2027-01-01", "valid_from": "2027-01-01"},
+        "issue_date",
+        id="DATE_FUTURE-license",
+    ),
     Case("TIME_FUTURE", "population", {"updated_at": "2026-11-02T00:10:00+08:00"}, "updated_at"),
     Case("NUMBER_INVALID", "business", {"registered_capital": "-5"}, "registered_capital"),
-    Case("NUMBER_INVALID", "business", {"registered_capital": "五十万"}, "registered_capital", id="NUMBER_INVALID-text"),
+    Case(
+        "NUMBER_INVALID",
+        "business",
+        {"registered_capital": "五十万"},
+        "registered_capital",
+        id="NUMBER_INVALID-text",
+    ),
     Case("KEY_DUPLICATE", "population", _dup_of_first("population"), "id_number"),
     Case("KEY_DUPLICATE", "business", _dup_of_first("business"), "uscc", id="KEY_DUPLICATE-business"),
     Case("KEY_DUPLICATE", "license", _dup_of_first("license"), "license_id", id="KEY_DUPLICATE-license"),
@@ -262,68 +426,166 @@ CASES: list[Case] = [
     Case("MOVED_TO_MISSING", "population", {"status": "moved_out"}, "moved_to"),
     Case("MOVED_TO_MISSING", "business", {"status": "moved_out"}, "moved_to", id="MOVED_TO_MISSING-business"),
     Case("MOVED_TO_UNEXPECTED", "population", {"moved_to": "630105"}, "moved_to"),
-    Case("MOVED_TO_UNEXPECTED", "business", {"status": "revoked", "moved_to": "630105"}, "moved_to",
-         id="MOVED_TO_UNEXPECTED-business"),
-    Case("DIVISION_UNKNOWN", "population", {"status": "moved_out", "moved_to": "639999"}, "moved_to",
-         id="DIVISION_UNKNOWN-moved_to"),
-    Case("DIVISION_INVALID", "population", {"status": "moved_out", "moved_to": "6301"}, "moved_to",
-         id="DIVISION_INVALID-moved_to"),
+    Case(
+        "MOVED_TO_UNEXPECTED",
+        "business",
+        {"status": "revoked", "moved_to": "630105"},
+        "moved_to",
+        id="MOVED_TO_UNEXPECTED-business",
+    ),
+    Case(
+        "DIVISION_UNKNOWN",
+        "population",
+        {"status": "moved_out", "moved_to": "639999"},
+        "moved_to",
+        id="DIVISION_UNKNOWN-moved_to",
+    ),
+    Case(
+        "DIVISION_INVALID",
+        "population",
+        {"status": "moved_out", "moved_to": "6301"},
+        "moved_to",
+        id="DIVISION_INVALID-moved_to",
+    ),
     # GB 11643
     Case("ID_FORMAT", "population", {"id_number": ID_T[:17]}, "id_number"),
     Case("ID_FORMAT", "population", {"id_number": ID_T[:17] + "A"}, "id_number", id="ID_FORMAT-check-char"),
     Case("ID_CHECKSUM", "population", {"id_number": other_check(ID_T, "0123456789X")}, "id_number"),
-    Case("ID_CHECKSUM", "business", {"legal_rep_id_number": other_check(ID_T, "0123456789X")},
-         "legal_rep_id_number", id="ID_CHECKSUM-legal_rep"),
+    Case(
+        "ID_CHECKSUM",
+        "business",
+        {"legal_rep_id_number": other_check(ID_T, "0123456789X")},
+        "legal_rep_id_number",
+        id="ID_CHECKSUM-legal_rep",
+    ),
     Case("ID_BIRTH_DATE", "population", {"id_number": make_id("630104", "19850230", "013")}, "id_number"),
-    Case("ID_BIRTH_DATE", "population",
-         {"id_number": make_id("630104", "20270101", "013"), "birth_date": "2027-01-01"}, "id_number",
-         also=frozenset({"DATE_FUTURE"}), id="ID_BIRTH_DATE-future"),
+    Case(
+        "ID_BIRTH_DATE",
+        "population",
+        {"id_number": make_id("630104", "20270101", "013"), "birth_date": "2027-01-01"},
+        "id_number",
+        also=frozenset({"DATE_FUTURE"}),
+        id="ID_BIRTH_DATE-future",
+    ),
     Case("ID_BIRTH_MISMATCH", "population", {"birth_date": "1985-03-11"}, "birth_date"),
     Case("ID_GENDER_MISMATCH", "population", {"gender": "2"}, "gender"),
     Case("ID_AREA_UNKNOWN", "population", {"id_number": make_id("990104", "19850310", "013")}, "id_number"),
-    Case("ID_AREA_UNKNOWN", "population", {"id_number": make_id("630199", "19850310", "013")}, "id_number",
-         id="ID_AREA_UNKNOWN-county"),
+    Case(
+        "ID_AREA_UNKNOWN",
+        "population",
+        {"id_number": make_id("630199", "19850310", "013")},
+        "id_number",
+        id="ID_AREA_UNKNOWN-county",
+    ),
     Case("ID_LEGACY_15", "population", {"id_number": "630104850310013"}, "id_number"),
     # GB 32100 / GB 11714
     Case("USCC_FORMAT", "business", {"uscc": "A" + USCC_T[1:]}, "uscc"),
     Case("USCC_FORMAT", "business", {"uscc": USCC_T[:17]}, "uscc", id="USCC_FORMAT-length"),
-    Case("USCC_FORMAT", "business", {"uscc": USCC_T[:10] + "I" + USCC_T[11:]}, "uscc", id="USCC_FORMAT-charset"),
-    Case("USCC_CHECKSUM", "business", {"uscc": other_check(USCC_T, "0123456789ABCDEFGHJKLMNPQRTUWXY")}, "uscc"),
+    Case(
+        "USCC_FORMAT", "business", {"uscc": USCC_T[:10] + "I" + USCC_T[11:]}, "uscc", id="USCC_FORMAT-charset"
+    ),
+    Case(
+        "USCC_CHECKSUM", "business", {"uscc": other_check(USCC_T, "0123456789ABCDEFGHJKLMNPQRTUWXY")}, "uscc"
+    ),
     Case("USCC_ORG_CHECKSUM", "business", {"uscc": BAD_ORG_USCC}, "uscc"),
     Case("USCC_DIVISION_UNKNOWN", "business", {"uscc": make_uscc("91639999", "MA7K2D3B")}, "uscc"),
-    Case("USCC_ALLOWLISTED", "business", {"uscc": other_check(USCC_T, "0123456789ABCDEFGHJKLMNPQRTUWXY")}, "uscc",
-         kwargs={"uscc_allowlist": [other_check(USCC_T, "0123456789ABCDEFGHJKLMNPQRTUWXY")]}),
-    Case("USCC_ALLOWLISTED", "business", {"uscc": BAD_ORG_USCC}, "uscc",
-         kwargs={"uscc_allowlist": [BAD_ORG_USCC]}, id="USCC_ALLOWLISTED-org"),
-    Case("USCC_CHECKSUM", "license", {"issuer_code": other_check(USCC_B, "0123456789ABCDEFGHJKLMNPQRTUWXY")},
-         "issuer_code", id="USCC_CHECKSUM-issuer"),
+    Case(
+        "USCC_ALLOWLISTED",
+        "business",
+        {"uscc": other_check(USCC_T, "0123456789ABCDEFGHJKLMNPQRTUWXY")},
+        "uscc",
+        kwargs={"uscc_allowlist": [other_check(USCC_T, "0123456789ABCDEFGHJKLMNPQRTUWXY")]},
+    ),
+    Case(
+        "USCC_ALLOWLISTED",
+        "business",
+        {"uscc": BAD_ORG_USCC},
+        "uscc",
+        kwargs={"uscc_allowlist": [BAD_ORG_USCC]},
+        id="USCC_ALLOWLISTED-org",
+    ),
+    Case(
+        "USCC_CHECKSUM",
+        "license",
+        {"issuer_code": other_check(USCC_B, "0123456789ABCDEFGHJKLMNPQRTUWXY")},
+        "issuer_code",
+        id="USCC_CHECKSUM-issuer",
+    ),
     # Licenses
     Case("LICENSE_ID_FORMAT", "license", {"license_id": "LIC-2024-0001"}, "license_id"),
-    Case("LICENSE_ID_CHECKSUM", "license",
-         lambda row: {**finish(row), "license_id": other_check(finish(row)["license_id"], "0123456789ABCDEF")},
-         "license_id"),
-    Case("LICENSE_ID_MISMATCH", "license",
-         lambda row: {**finish(row), "license_type_code": TYPE_CODE_2}, "license_type_code"),
-    Case("LICENSE_ID_MISMATCH", "license", lambda row: {**finish(row), "issuer_code": USCC_A}, "issuer_code",
-         id="LICENSE_ID_MISMATCH-issuer"),
-    Case("LICENSE_TYPE_CODE_INVALID", "license", {"license_type_code": USCC_CENTRAL + "01A"}, "license_type_code"),
-    Case("LICENSE_TYPE_CODE_INVALID", "license",
-         {"license_type_code": other_check(USCC_CENTRAL, "0123456789ABCDEFGHJKLMNPQRTUWXY") + "001"},
-         "license_type_code", id="LICENSE_TYPE_CODE_INVALID-uscc"),
-    Case("HOLDER_CODE_TYPE_INVALID", "license",
-         {"holder_code_type": "002", "holder_code": other_check(ID_T, "0123456789X")}, "holder_code_type"),
-    Case("ID_CHECKSUM", "license", {"holder_code": other_check(ID_T, "0123456789X")}, "holder_code",
-         id="ID_CHECKSUM-holder-111"),
+    Case(
+        "LICENSE_ID_CHECKSUM",
+        "license",
+        lambda row: {**finish(row), "license_id": other_check(finish(row)["license_id"], "0123456789ABCDEF")},
+        "license_id",
+    ),
+    Case(
+        "LICENSE_ID_MISMATCH",
+        "license",
+        lambda row: {**finish(row), "license_type_code": TYPE_CODE_2},
+        "license_type_code",
+    ),
+    Case(
+        "LICENSE_ID_MISMATCH",
+        "license",
+        lambda row: {**finish(row), "issuer_code": USCC_A},
+        "issuer_code",
+        id="LICENSE_ID_MISMATCH-issuer",
+    ),
+    Case(
+        "LICENSE_TYPE_CODE_INVALID",
+        "license",
+        {"license_type_code": USCC_CENTRAL + "01A"},
+        "license_type_code",
+    ),
+    Case(
+        "LICENSE_TYPE_CODE_INVALID",
+        "license",
+        {"license_type_code": other_check(USCC_CENTRAL, "0123456789ABCDEFGHJKLMNPQRTUWXY") + "001"},
+        "license_type_code",
+        id="LICENSE_TYPE_CODE_INVALID-uscc",
+    ),
+    Case(
+        "HOLDER_CODE_TYPE_INVALID",
+        "license",
+        {"holder_code_type": "002", "holder_code": other_check(ID_T, "0123456789X")},
+        "holder_code_type",
+    ),
+    Case(
+        "ID_CHECKSUM",
+        "license",
+        {"holder_code": other_check(ID_T, "0123456789X")},
+        "holder_code",
+        id="ID_CHECKSUM-holder-111",
+    ),
     Case("ID_FORMAT", "license", {"holder_code": USCC_A}, "holder_code", id="ID_FORMAT-holder-111-uscc"),
-    Case("ID_LEGACY_15", "license", {"holder_code": "630104850310013"}, "holder_code", id="ID_LEGACY_15-holder"),
-    Case("USCC_CHECKSUM", "license",
-         {"holder_code_type": "001", "holder_code": other_check(USCC_T, "0123456789ABCDEFGHJKLMNPQRTUWXY")},
-         "holder_code", id="USCC_CHECKSUM-holder-001"),
-    Case("USCC_ORG_CHECKSUM", "license", {"holder_code_type": "001", "holder_code": BAD_ORG_USCC}, "holder_code",
-         id="USCC_ORG_CHECKSUM-holder-001"),
-    Case("USCC_CHECKSUM", "license", {"holder_code_type": "001", "holder_code": ID_T}, "holder_code",
-         id="USCC_CHECKSUM-holder-001-with-id-number"),
-    Case("VALIDITY_ORDER", "license", {"valid_from": "2028-01-01", "valid_until": "2027-12-31"}, "valid_until"),
+    Case(
+        "ID_LEGACY_15", "license", {"holder_code": "630104850310013"}, "holder_code", id="ID_LEGACY_15-holder"
+    ),
+    Case(
+        "USCC_CHECKSUM",
+        "license",
+        {"holder_code_type": "001", "holder_code": other_check(USCC_T, "0123456789ABCDEFGHJKLMNPQRTUWXY")},
+        "holder_code",
+        id="USCC_CHECKSUM-holder-001",
+    ),
+    Case(
+        "USCC_ORG_CHECKSUM",
+        "license",
+        {"holder_code_type": "001", "holder_code": BAD_ORG_USCC},
+        "holder_code",
+        id="USCC_ORG_CHECKSUM-holder-001",
+    ),
+    Case(
+        "USCC_CHECKSUM",
+        "license",
+        {"holder_code_type": "001", "holder_code": ID_T},
+        "holder_code",
+        id="USCC_CHECKSUM-holder-001-with-id-number",
+    ),
+    Case(
+        "VALIDITY_ORDER", "license", {"valid_from": "2028-01-01", "valid_until": "2027-12-31"}, "valid_until"
+    ),
     Case("EXPIRED_BUT_VALID", "license", {"valid_until": "2026-10-31"}, "status"),
     Case("SURFACE_INVALID", "license", {"surface": "[1, 2]"}, "surface"),
     Case("SURFACE_INVALID", "license", {"surface": '{"名称": '}, "surface", id="SURFACE_INVALID-syntax"),
@@ -394,8 +656,14 @@ def test_baselines_are_clean(name: str) -> None:
     assert list(result.reports()) == []
     assert result.accepted().num_rows == 4
     assert not result.rejected.any() and not result.flagged.any()
-    assert v.summary.as_dict() == {"dataset": name, "rows": 4, "accepted": 4, "rejected": 0, "flagged": 0,
-                                   "codes": {}}
+    assert v.summary.as_dict() == {
+        "dataset": name,
+        "rows": 4,
+        "accepted": 4,
+        "rejected": 0,
+        "flagged": 0,
+        "codes": {},
+    }
     assert result.table.schema.names == dataset.names
     assert [f.type for f in result.table.schema] == [f.type for f in dataset.schema]
 
@@ -437,8 +705,10 @@ def test_time_with_offset_is_converted_to_utc() -> None:
 
 
 def test_naive_arrow_timestamps_need_a_zone() -> None:
-    stamps = pa.array([dt.datetime(2024, 1, 1, 8), dt.datetime(2024, 6, 1, 8), dt.datetime(2025, 1, 1, 8)],
-                      type=pa.timestamp("us"))
+    stamps = pa.array(
+        [dt.datetime(2024, 1, 1, 8), dt.datetime(2024, 6, 1, 8), dt.datetime(2025, 1, 1, 8)],
+        type=pa.timestamp("us"),
+    )
     table = make_table(population.DATASET, list(POP_BASE)).set_column(9, "updated_at", stamps)
     result = validator(population.DATASET).validate(table)
     assert [(r.row, r.codes) for r in result.reports()] == [(i, ["TIME_INVALID"]) for i in (1, 2, 3)]
@@ -449,8 +719,12 @@ def test_naive_arrow_timestamps_need_a_zone() -> None:
 
 @pytest.mark.parametrize(
     ("stamp", "future"),
-    [("2026-11-01T23:59:59+08:00", False), ("2026-11-02T00:04:59+08:00", False),
-     ("2026-11-02T00:05:01+08:00", True), ("2030-01-01T00:00:00Z", True)],
+    [
+        ("2026-11-01T23:59:59+08:00", False),
+        ("2026-11-02T00:04:59+08:00", False),
+        ("2026-11-02T00:05:01+08:00", True),
+        ("2030-01-01T00:00:00Z", True),
+    ],
 )
 def test_time_future_allows_five_minutes_of_clock_skew(stamp: str, future: bool) -> None:
     row = {**POP_TEMPLATE, "updated_at": stamp}
@@ -459,7 +733,9 @@ def test_time_future_allows_five_minutes_of_clock_skew(stamp: str, future: bool)
     assert result.accepted().num_rows == 1
 
 
-@pytest.mark.parametrize(("date", "future"), [("2026-10-31", False), ("2026-11-01", False), ("2026-11-02", True)])
+@pytest.mark.parametrize(
+    ("date", "future"), [("2026-10-31", False), ("2026-11-01", False), ("2026-11-02", True)]
+)
 def test_date_future_boundary(date: str, future: bool) -> None:
     row = {**BIZ_TEMPLATE, "established_date": date}
     result = validator(business.DATASET).validate(make_table(business.DATASET, [row]))
@@ -519,8 +795,12 @@ def test_key_duplicate_across_batches_and_row_numbers_continue() -> None:
     # A third batch: duplicates of rows of both earlier batches.
     # A third batch: duplicates of rows of both earlier batches (a rejected row's key counts too),
     # and one within the batch, named by its extract-wide row number.
-    new = {**POP_TEMPLATE, "id_number": make_id("630104", "19900101", "020"), "gender": "2",
-           "birth_date": "1990-01-01"}
+    new = {
+        **POP_TEMPLATE,
+        "id_number": make_id("630104", "19900101", "020"),
+        "gender": "2",
+        "birth_date": "1990-01-01",
+    }
     third = v.validate(make_table(population.DATASET, [POP_BASE[0], POP_TEMPLATE, POP_BASE[2], new, new]))
     reports = reports_by_row(third)
     assert sorted(reports) == [6, 7, 8, 10]
@@ -540,14 +820,19 @@ def test_key_duplicate_after_legacy_conversion() -> None:
 
 def test_key_duplicate_can_be_switched_off() -> None:
     rows = [POP_BASE[0], POP_BASE[0]]
-    result = validator(population.DATASET, check_duplicates=False).validate(make_table(population.DATASET, rows))
+    result = validator(population.DATASET, check_duplicates=False).validate(
+        make_table(population.DATASET, rows)
+    )
     assert list(result.reports()) == []
 
 
 def test_missing_key_is_required_not_duplicate() -> None:
     rows = [{**POP_BASE[0], "id_number": None}, {**POP_BASE[1], "id_number": ""}]
     result = validator(population.DATASET).validate(make_table(population.DATASET, rows))
-    assert [(r.row, r.codes, r.key) for r in result.reports()] == [(1, ["REQUIRED"], None), (2, ["REQUIRED"], None)]
+    assert [(r.row, r.codes, r.key) for r in result.reports()] == [
+        (1, ["REQUIRED"], None),
+        (2, ["REQUIRED"], None),
+    ]
 
 
 def test_legacy_id_is_converted_in_the_output() -> None:
@@ -569,7 +854,9 @@ def test_full_width_and_lower_case_identifiers_are_normalized() -> None:
     pop_row = {**POP_BASE[0], "id_number": ID_F.translate(full)}
     pop_lower = {**POP_BASE[1], "id_number": " " + ID_M.lower() + " "}
     pop_x = {**POP_TEMPLATE, "id_number": ID_T.lower()}  # ...13x
-    result = validator(population.DATASET).validate(make_table(population.DATASET, [pop_row, pop_lower, pop_x]))
+    result = validator(population.DATASET).validate(
+        make_table(population.DATASET, [pop_row, pop_lower, pop_x])
+    )
     assert list(result.reports()) == []
     assert result.table.column("id_number").to_pylist() == [ID_F, ID_M, ID_T]
     assert ID_F.translate(full) == "１１０１０５１９４９１２３１００２Ｘ"
@@ -577,15 +864,23 @@ def test_full_width_and_lower_case_identifiers_are_normalized() -> None:
     result = validator(population.DATASET).validate(make_table(population.DATASET, [lower_x]))
     assert list(result.reports()) == [] and result.table.column("id_number")[0].as_py() == ID_F
 
-    biz = {**BIZ_TEMPLATE, "uscc": USCC_T.translate(full).lower(), "legal_rep_id_number": ID_T.translate(full)}
+    biz = {
+        **BIZ_TEMPLATE,
+        "uscc": USCC_T.translate(full).lower(),
+        "legal_rep_id_number": ID_T.translate(full),
+    }
     result = validator(business.DATASET).validate(make_table(business.DATASET, [biz]))
     assert list(result.reports()) == []
     assert result.table.column("uscc")[0].as_py() == USCC_T
     assert result.table.column("legal_rep_id_number")[0].as_py() == ID_T
 
     lic = finish(LIC_TEMPLATE)
-    lic = {**lic, "license_id": lic["license_id"].translate(full), "holder_code": ID_T.translate(full),
-           "issuer_code": USCC_B.lower()}
+    lic = {
+        **lic,
+        "license_id": lic["license_id"].translate(full),
+        "holder_code": ID_T.translate(full),
+        "issuer_code": USCC_B.lower(),
+    }
     result = validator(license.DATASET).validate(make_table(license.DATASET, [lic]))
     assert list(result.reports()) == []
     assert result.table.column("license_id")[0].as_py() == finish(LIC_TEMPLATE)["license_id"]
@@ -604,8 +899,10 @@ def test_holder_code_is_checked_by_its_type() -> None:
         ("002", "123", ["HOLDER_CODE_TYPE_INVALID"]),
         ("002", ID_T, ["HOLDER_CODE_TYPE_INVALID"]),
     ]
-    rows = [{**LIC_TEMPLATE, "_serial": f"S{i}", "holder_code_type": t, "holder_code": c}
-            for i, (t, c, _) in enumerate(cases)]
+    rows = [
+        {**LIC_TEMPLATE, "_serial": f"S{i}", "holder_code_type": t, "holder_code": c}
+        for i, (t, c, _) in enumerate(cases)
+    ]
     result = validator(license.DATASET).validate(make_table(license.DATASET, rows))
     reports = reports_by_row(result)
     for i, (t, c, codes) in enumerate(cases, start=1):
@@ -628,7 +925,9 @@ def test_allowlisted_uscc_loads_with_a_warning() -> None:
     # The allowlist also covers USCCs in license fields.
     lic = {**LIC_TEMPLATE, "issuer_code": bad}
     result = validator(license.DATASET, uscc_allowlist=[bad]).validate(make_table(license.DATASET, [lic]))
-    assert [(code, f) for r in result.reports() for code, f in r.findings] == [("USCC_ALLOWLISTED", "issuer_code")]
+    assert [(code, f) for r in result.reports() for code, f in r.findings] == [
+        ("USCC_ALLOWLISTED", "issuer_code")
+    ]
 
 
 def test_missing_required_column_raises_contract_error() -> None:
@@ -669,7 +968,9 @@ def test_report_as_dict() -> None:
     d = next(result.reports()).as_dict()
     assert d["row"] == 1 and d["key"] == ID_T and d["severity"] == "error"
     assert sorted(zip(d["codes"], d["fields"], strict=True)) == [
-        ("DIVISION_UNKNOWN", "household_division"), ("GENDER_INVALID", "gender")]
+        ("DIVISION_UNKNOWN", "household_division"),
+        ("GENDER_INVALID", "gender"),
+    ]
     assert "；" in d["message_zh"] and "; " in d["message_en"]
 
 

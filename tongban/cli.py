@@ -39,8 +39,14 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} 行 rows"),
-                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,} 行 rows"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
@@ -49,8 +55,9 @@ def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
     as_json = args.format == "json"
     try:
-        extract = open_extract(args.dataset, args.file, mapping=args.mapping, table=args.table,
-                               allowlist=args.uscc_allowlist)
+        extract = open_extract(
+            args.dataset, args.file, mapping=args.mapping, table=args.table, allowlist=args.uscc_allowlist
+        )
         progress = _progress(not args.quiet)
         task = None
         if progress:
@@ -58,7 +65,8 @@ def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             task = progress.add_task(f"校验 validating {extract.path.name}", total=None)
         try:
             validator, results = validate_extract(
-                extract, batch_size=args.batch_size,
+                extract,
+                batch_size=args.batch_size,
                 on_batch=(lambda n: progress.advance(task, n)) if progress and task is not None else None,
             )
             for result in results:
@@ -98,26 +106,58 @@ def cmd_schema(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
     if args.dataset not in schemas.DATASETS:
         known = ", ".join(schemas.DATASETS)
-        return _error(ExtractError("DATASET_UNKNOWN", f"未知数据集 {args.dataset}（可用：{known}）",
-                                   f"unknown dataset {args.dataset} (known: {known})", args.dataset),
-                      as_json=args.json, out=out)
+        return _error(
+            ExtractError(
+                "DATASET_UNKNOWN",
+                f"未知数据集 {args.dataset}（可用：{known}）",
+                f"unknown dataset {args.dataset} (known: {known})",
+                args.dataset,
+            ),
+            as_json=args.json,
+            out=out,
+        )
     dataset = schemas.get(args.dataset)
     rows = [
-        {"name": f.name, "label_zh": f.label, "kind": str(f.kind), "type": str(f.type), "required": f.required,
-         "sensitivity": str(f.sensitivity), "max_length": f.max_length, "codes": list(f.codes),
-         "description": f.description, "key": f.name == dataset.key, "owner": f.name == dataset.owner_field}
+        {
+            "name": f.name,
+            "label_zh": f.label,
+            "kind": str(f.kind),
+            "type": str(f.type),
+            "required": f.required,
+            "sensitivity": str(f.sensitivity),
+            "max_length": f.max_length,
+            "codes": list(f.codes),
+            "description": f.description,
+            "key": f.name == dataset.key,
+            "owner": f.name == dataset.owner_field,
+        }
         for f in dataset.fields
     ]
     if args.json:
-        out.write(json.dumps({"dataset": dataset.name, "label_zh": dataset.label, "key": dataset.key,
-                              "owner": dataset.owner_field, "fields": rows}, ensure_ascii=False) + "\n")
+        out.write(
+            json.dumps(
+                {
+                    "dataset": dataset.name,
+                    "label_zh": dataset.label,
+                    "key": dataset.key,
+                    "owner": dataset.owner_field,
+                    "fields": rows,
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
         return EXIT_OK
     out.write(f"{dataset.name}（{dataset.label}）: {dataset.description}\n")
     for r in rows:
-        marks = " ".join(m for m, on in (("key", r["key"]), ("owner", r["owner"]), ("required", r["required"])) if on)
+        marks = " ".join(
+            m for m, on in (("key", r["key"]), ("owner", r["owner"]), ("required", r["required"])) if on
+        )
         codes = f" codes: {','.join(r['codes'])}" if r["codes"] and len(r["codes"]) <= 12 else ""
-        out.write(f"  {r['name']:<24}{r['label_zh']}\t{r['kind']:<10} {r['sensitivity']:<10} {marks}\n"
-                  f"  {'':<24}{r['description']}{codes}\n")
+        out.write(
+            f"  {r['name']:<24}{r['label_zh']}\t{r['kind']:<10} {r['sensitivity']:<10} {marks}\n"
+            f"  {'':<24}{r['description']}{codes}\n"
+        )
     return EXIT_OK
 
 
@@ -126,18 +166,29 @@ def cmd_generate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from tongban.generate import generate_demo
 
     manifest = generate_demo(
-        Path(args.workdir), seed=args.seed, population_per_county=args.population,
-        business_per_county=args.business, license_per_county=args.licenses, defect_rate=args.defect_rate,
+        Path(args.workdir),
+        seed=args.seed,
+        population_per_county=args.population,
+        business_per_county=args.business,
+        license_per_county=args.licenses,
+        defect_rate=args.defect_rate,
     )
     systems = manifest["systems"]
     rows = sum(s["rows"] for s in systems)
     defects = sum(len(s["defects"]) for s in systems)
     if args.json:
-        out.write(json.dumps({"workdir": str(args.workdir), "systems": len(systems), "rows": rows,
-                              "defects": defects}, ensure_ascii=False) + "\n")
+        out.write(
+            json.dumps(
+                {"workdir": str(args.workdir), "systems": len(systems), "rows": rows, "defects": defects},
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
     else:
-        out.write(f"已生成 generated {len(systems)} 个本地系统文件 local-system files, {rows} 行 rows "
-                  f"({defects} 行含缺陷 with defects) → {args.workdir}\n")
+        out.write(
+            f"已生成 generated {len(systems)} 个本地系统文件 local-system files, {rows} 行 rows "
+            f"({defects} 行含缺陷 with defects) → {args.workdir}\n"
+        )
     return EXIT_OK
 
 
@@ -159,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     v = sub.add_parser(
-        "validate", help="校验一份数据 validate an extract against a dataset contract",
+        "validate",
+        help="校验一份数据 validate an extract against a dataset contract",
         description="校验一份本地系统数据，列出被拒绝或标记的行。Validate an extract and list rejected or flagged rows.",
     )
     v.add_argument("dataset", metavar="DATASET", help="population | business | license")
@@ -167,14 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--format", choices=("text", "json"), default="text", help="输出格式 output format")
     v.add_argument("--mapping", metavar="FILE", help="列名与代码映射 YAML column/code mapping")
     v.add_argument("--table", metavar="NAME", help="数据库表名 table, for a database file")
-    v.add_argument("--uscc-allowlist", metavar="FILE",
-                   help="早期统一社会信用代码白名单（每行一个）early USCCs to accept although they fail the check")
+    v.add_argument(
+        "--uscc-allowlist",
+        metavar="FILE",
+        help="早期统一社会信用代码白名单（每行一个）early USCCs to accept although they fail the check",
+    )
     v.add_argument("--batch-size", type=int, default=262_144, metavar="N", help="每批行数 rows per batch")
     v.add_argument("-q", "--quiet", action="store_true", help="只输出汇总 summary only (text format)")
     v.set_defaults(func=cmd_validate)
 
     sc = sub.add_parser(
-        "schema", help="查看数据集字段 show a dataset's canonical fields",
+        "schema",
+        help="查看数据集字段 show a dataset's canonical fields",
         description="列出数据集的标准字段、类型与敏感级别。List a dataset's canonical fields, kinds and sensitivity.",
     )
     sc.add_argument("dataset", metavar="DATASET", help="population | business | license")
@@ -182,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(func=cmd_schema)
 
     g = sub.add_parser(
-        "generate", help="生成演示数据 generate demo local systems",
+        "generate",
+        help="生成演示数据 generate demo local systems",
         description="生成带缺陷的演示本地系统数据。Generate demo local systems with realistic defects.",
     )
     g.add_argument("--workdir", default="demo", help="输出目录 output folder (default ./demo)")
@@ -190,12 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--population", type=int, default=2000, metavar="N", help="每县人口记录数 per county")
     g.add_argument("--business", type=int, default=500, metavar="N", help="每县市场主体数 per county")
     g.add_argument("--licenses", type=int, default=800, metavar="N", help="每县证照数 per county")
-    g.add_argument("--defect-rate", type=float, default=0.02, metavar="F", help="缺陷比例 share of defective rows")
+    g.add_argument(
+        "--defect-rate", type=float, default=0.02, metavar="F", help="缺陷比例 share of defective rows"
+    )
     g.add_argument("--json", action="store_true", help="JSON 输出 JSON output")
     g.set_defaults(func=cmd_generate)
 
     d = sub.add_parser(
-        "demo", help="运行演示 run the demo exchange",
+        "demo",
+        help="运行演示 run the demo exchange",
         description="生成演示数据并校验每个本地系统。Generate the demo data and validate every local system.",
     )
     d.add_argument("--workdir", default="demo", help="工作目录 working folder (default ./demo)")

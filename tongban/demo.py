@@ -18,8 +18,15 @@ from tongban.validation import open_extract, validate_extract
 
 __all__ = ["run_demo"]
 
-_COLUMNS = (("县 county", 10, False), ("数据集 dataset", 16, False), ("类型 kind", 11, False), ("行 rows", 9, True),
-            ("拒绝 rejected", 15, True), ("警告 flagged", 14, True), ("预期 planted", 14, True))
+_COLUMNS = (
+    ("县 county", 10, False),
+    ("数据集 dataset", 16, False),
+    ("类型 kind", 11, False),
+    ("行 rows", 9, True),
+    ("拒绝 rejected", 15, True),
+    ("警告 flagged", 14, True),
+    ("预期 planted", 14, True),
+)
 
 
 def _cell(value: object, width: int, right: bool) -> str:
@@ -45,8 +52,9 @@ def run_demo(workdir: Path, *, seed: int = 2026, out: TextIO, as_json: bool = Fa
     for system in systems:
         path = workdir / system["path"]
         try:
-            extract = open_extract(system["dataset"], path, mapping=workdir / system["mapping"],
-                                   table=system.get("table"))
+            extract = open_extract(
+                system["dataset"], path, mapping=workdir / system["mapping"], table=system.get("table")
+            )
             validator, results = validate_extract(extract)
             found: dict[int, set[str]] = {}
             for result in results:
@@ -67,11 +75,31 @@ def run_demo(workdir: Path, *, seed: int = 2026, out: TextIO, as_json: bool = Fa
         totals["missed"] += missed
         totals["unexpected"] += unexpected
         if as_json:
-            out.write(json.dumps({**s.as_dict(), "county": system["county"], "kind": system["kind"],
-                                  "file": system["path"], "planted": len(planted), "missed": missed,
-                                  "unexpected": unexpected}, ensure_ascii=False) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        **s.as_dict(),
+                        "county": system["county"],
+                        "kind": system["kind"],
+                        "file": system["path"],
+                        "planted": len(planted),
+                        "missed": missed,
+                        "unexpected": unexpected,
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
         else:
-            row = [system["county"], system["dataset"], system["kind"], s.rows, s.rejected, s.flagged, len(planted)]
+            row = [
+                system["county"],
+                system["dataset"],
+                system["kind"],
+                s.rows,
+                s.rejected,
+                s.flagged,
+                len(planted),
+            ]
             out.write(_line(row) + f"  {system['path']}\n")
     ok = totals["missed"] == 0 and totals["unexpected"] == 0
     if not as_json:

@@ -39,16 +39,21 @@ def load_allowlist(path: str | Path) -> tuple[str, ...]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ExtractError("ALLOWLIST_UNREADABLE", f"无法读取白名单：{exc}", f"cannot read the allowlist: {exc}",
-                           str(path)) from None
+        raise ExtractError(
+            "ALLOWLIST_UNREADABLE", f"无法读取白名单：{exc}", f"cannot read the allowlist: {exc}", str(path)
+        ) from None
     codes = []
     for lineno, line in enumerate(lines, start=1):
         code = line.split("#", 1)[0].strip().upper()
         if not code:
             continue
         if len(code) != 18 or not code.isalnum() or not code.isascii():
-            raise ExtractError("ALLOWLIST_INVALID", f"第 {lineno} 行不是 18 位代码", f"line {lineno} is not an 18-character code",
-                               f"{path}:{lineno}")
+            raise ExtractError(
+                "ALLOWLIST_INVALID",
+                f"第 {lineno} 行不是 18 位代码",
+                f"line {lineno} is not an 18-character code",
+                f"{path}:{lineno}",
+            )
         codes.append(code)
     return tuple(codes)
 
@@ -64,12 +69,20 @@ def open_extract(
     """Check the arguments of a validation run; ExtractError with a code otherwise."""
     if dataset not in schemas.DATASETS:
         known = ", ".join(schemas.DATASETS)
-        raise ExtractError("DATASET_UNKNOWN", f"未知数据集 {dataset}（可用：{known}）",
-                           f"unknown dataset {dataset} (known: {known})", dataset)
+        raise ExtractError(
+            "DATASET_UNKNOWN",
+            f"未知数据集 {dataset}（可用：{known}）",
+            f"unknown dataset {dataset} (known: {known})",
+            dataset,
+        )
     loaded = load_mapping(mapping) if mapping else Mapping()
     if loaded.dataset and loaded.dataset != dataset:
-        raise ExtractError("MAPPING_DATASET", f"映射文件用于数据集 {loaded.dataset}，不是 {dataset}",
-                           f"the mapping is for dataset {loaded.dataset}, not {dataset}", str(mapping))
+        raise ExtractError(
+            "MAPPING_DATASET",
+            f"映射文件用于数据集 {loaded.dataset}，不是 {dataset}",
+            f"the mapping is for dataset {loaded.dataset}, not {dataset}",
+            str(mapping),
+        )
     path = Path(path)
     if not path.exists():
         raise ExtractError("FILE_NOT_FOUND", "找不到文件", "file not found", str(path))
@@ -77,8 +90,12 @@ def open_extract(
         loaded = replace(loaded, uscc_allowlist=loaded.uscc_allowlist + load_allowlist(allowlist))
     extract = Extract(dataset, path, loaded, table or loaded.table)
     if extract.is_database and not (extract.table or loaded.query):
-        raise ExtractError("SQL_NO_TABLE", "数据库文件需要 --table 或映射中的 table",
-                           "a database file needs --table or a table in the mapping", str(path))
+        raise ExtractError(
+            "SQL_NO_TABLE",
+            "数据库文件需要 --table 或映射中的 table",
+            "a database file needs --table or a table in the mapping",
+            str(path),
+        )
     return extract
 
 
@@ -99,8 +116,12 @@ def validate_extract(
 
     def run() -> Iterator[BatchResult]:
         if extract.is_database:
-            batches = read_sql(sqlite_url(extract.path), table=extract.table, query=extract.mapping.query,
-                               batch_size=batch_size)
+            batches = read_sql(
+                sqlite_url(extract.path),
+                table=extract.table,
+                query=extract.mapping.query,
+                batch_size=batch_size,
+            )
         else:
             batches = read_file(extract.path, batch_size=batch_size, encoding=extract.mapping.encoding)
         import pyarrow as pa

@@ -63,7 +63,7 @@ def _parse_period(raw: str) -> tuple[str, int | None, int | None]:
         return raw, None, None
     start = int(match.group(1)) if match.group(1) else None
     end = int(match.group(2)) if match.group(2) else None
-    return raw[match.end():], start, end
+    return raw[match.end() :], start, end
 
 
 def _parse_name(raw: str) -> tuple[str, int | None, int | None]:

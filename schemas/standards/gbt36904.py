@@ -103,7 +103,9 @@ def mod_37_36_checksums(values: pa.Array) -> np.ndarray:
     """
     values = as_string_array(values)
     n = len(values)
-    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64 if values.type == pa.large_string() else np.int32)
+    offsets = np.frombuffer(
+        values.buffers()[1], dtype=np.int64 if values.type == pa.large_string() else np.int32
+    )
     offsets = offsets[values.offset : values.offset + n + 1].astype(np.int64)
     lengths = np.diff(offsets)
     data_buf = values.buffers()[2]
