@@ -20,6 +20,7 @@ Errors name the file, the line and the field.
 from __future__ import annotations
 
 import codecs
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,23 @@ class Mapping:
     query: str | None = None
     encoding: str = "utf-8"
     uscc_allowlist: tuple[str, ...] = ()
+    source: str = ""  # the file it came from
+    lines: dict[str, int] = field(default_factory=dict, compare=False)  # "columns.x" / "values.f": line
+
+    def check_fields(self, fields: Sequence[str]) -> None:
+        """Every canonical name the mapping uses must be one of ``fields``; ExtractError naming the line."""
+        known = ", ".join(fields)
+        used = [(f"columns.{local}", target) for local, target in self.columns.items()]
+        used += [(f"values.{name}", name) for name in self.values]
+        for where, target in used:
+            if target not in fields:
+                loc = f"{self.source}:{self.lines[where]}" if where in self.lines else self.source
+                raise ExtractError(
+                    "MAPPING_FIELD",
+                    f"{where} 指向未知字段 {target}（可用：{known}）",
+                    f"{where} names unknown field {target} (known: {known})",
+                    loc,
+                )
 
     def apply(self, table: pa.Table) -> pa.Table:
         """Rename local columns and translate local codes; unknown codes pass through unchanged."""
@@ -156,7 +174,15 @@ def load_mapping(path: str | Path) -> Mapping:
     allow = data.get("uscc_allowlist") or []
     if not isinstance(allow, list):
         raise fail("uscc_allowlist", "uscc_allowlist 应为列表", "uscc_allowlist must be a list")
+    lines = {
+        f"{section}.{key}": line
+        for section in ("columns", "values")
+        if section in doc and isinstance(doc[section][0], dict)
+        for key, (_, line) in doc[section][0].items()
+    }
     return Mapping(
+        source=where,
+        lines=lines,
         dataset=str(data["dataset"]) if data.get("dataset") else None,
         columns={str(k): str(v) for k, v in columns.items()},
         values={str(f): {str(k): str(v) for k, v in m.items()} for f, m in values.items()},

@@ -245,3 +245,18 @@ def test_uscc_allowlist_file(capsys, tmp_path) -> None:
     allow.write_text("not-a-code\n")
     rc, _, err = run(capsys, "validate", "business", str(csv), "--uscc-allowlist", str(allow))
     assert rc == 2 and "ALLOWLIST_INVALID" in err and f"{allow}:1" in err
+
+
+def test_mapping_to_an_unknown_field_names_the_line(capsys, tmp_path, extract) -> None:
+    csv, _ = extract
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(
+        "dataset: population\ncolumns:\n  sfzh: id_nubmer\n  xm: name\nvalues:\n  statuz: {'10': normal}\n",
+        encoding="utf-8",
+    )
+    rc, _, err = run(capsys, "validate", "population", str(csv), "--mapping", str(typo))
+    assert rc == 2
+    assert "MAPPING_FIELD" in err and f"{typo}:3" in err and "id_nubmer" in err
+    typo.write_text("dataset: population\nvalues:\n  statuz: {'10': normal}\n", encoding="utf-8")
+    rc, _, err = run(capsys, "validate", "population", str(csv), "--mapping", str(typo))
+    assert rc == 2 and f"{typo}:3" in err and "statuz" in err

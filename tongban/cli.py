@@ -75,7 +75,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 for report in result.reports():
                     if as_json:
                         out.write(json.dumps(report.as_dict(), ensure_ascii=False) + "\n")
-                    elif not args.quiet:
+                    else:
                         where = ",".join(dict.fromkeys(f for _, f in report.findings))
                         out.write(
                             f"第 {report.row} 行 row {report.row}\t{report.key or '-'}\t{report.severity.upper()}\t"
@@ -102,21 +102,12 @@ def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 def cmd_schema(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban schema DATASET: the canonical fields a mapping maps onto."""
-    import schemas
+    from tongban.validation import dataset_named
 
-    if args.dataset not in schemas.DATASETS:
-        known = ", ".join(schemas.DATASETS)
-        return _error(
-            ExtractError(
-                "DATASET_UNKNOWN",
-                f"未知数据集 {args.dataset}（可用：{known}）",
-                f"unknown dataset {args.dataset} (known: {known})",
-                args.dataset,
-            ),
-            as_json=args.json,
-            out=out,
-        )
-    dataset = schemas.get(args.dataset)
+    try:
+        dataset = dataset_named(args.dataset)
+    except ExtractError as exc:
+        return _error(exc, as_json=args.json, out=out)
     rows = [
         {
             "name": f.name,

@@ -5,18 +5,22 @@ This is what ``tongban validate`` and the demo run; it imports nothing from Airf
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import pyarrow as pa
 
 import schemas
 from connectors.errors import ExtractError
 from connectors.files import read_file
 from connectors.mapping import Mapping, load_mapping
 from connectors.sql import SQLITE_SUFFIXES, read_sql, sqlite_url
+from schemas.contract import Dataset
 from schemas.validate import BatchResult, ContractError, Validator
 
-__all__ = ["Extract", "load_allowlist", "open_extract", "validate_extract"]
+__all__ = ["Extract", "dataset_named", "load_allowlist", "open_extract", "validate_extract"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,19 @@ class Extract:
     @property
     def is_database(self) -> bool:
         return self.path.suffix.lower() in SQLITE_SUFFIXES
+
+
+def dataset_named(name: str) -> Dataset:
+    """The dataset called ``name``; ExtractError DATASET_UNKNOWN naming the known ones otherwise."""
+    if name not in schemas.DATASETS:
+        known = ", ".join(schemas.DATASETS)
+        raise ExtractError(
+            "DATASET_UNKNOWN",
+            f"未知数据集 {name}（可用：{known}）",
+            f"unknown dataset {name} (known: {known})",
+            name,
+        )
+    return schemas.DATASETS[name]
 
 
 def load_allowlist(path: str | Path) -> tuple[str, ...]:
@@ -67,14 +84,7 @@ def open_extract(
     allowlist: str | Path | None = None,
 ) -> Extract:
     """Check the arguments of a validation run; ExtractError with a code otherwise."""
-    if dataset not in schemas.DATASETS:
-        known = ", ".join(schemas.DATASETS)
-        raise ExtractError(
-            "DATASET_UNKNOWN",
-            f"未知数据集 {dataset}（可用：{known}）",
-            f"unknown dataset {dataset} (known: {known})",
-            dataset,
-        )
+    contract = dataset_named(dataset)
     loaded = load_mapping(mapping) if mapping else Mapping()
     if loaded.dataset and loaded.dataset != dataset:
         raise ExtractError(
@@ -83,6 +93,7 @@ def open_extract(
             f"the mapping is for dataset {loaded.dataset}, not {dataset}",
             str(mapping),
         )
+    loaded.check_fields(contract.names)
     path = Path(path)
     if not path.exists():
         raise ExtractError("FILE_NOT_FOUND", "找不到文件", "file not found", str(path))
@@ -104,14 +115,14 @@ def validate_extract(
     *,
     batch_size: int = 262_144,
     on_batch: Callable[[int], None] | None = None,
-    today: object = None,
+    today: datetime.date | None = None,
 ) -> tuple[Validator, Iterator[BatchResult]]:
     """The validator (its ``summary`` fills as you go) and the stream of validated batches."""
     validator = Validator(
         schemas.get(extract.dataset),
         timezone=extract.mapping.timezone,
         uscc_allowlist=extract.mapping.uscc_allowlist,
-        today=today,  # type: ignore[arg-type]
+        today=today,
     )
 
     def run() -> Iterator[BatchResult]:
@@ -124,8 +135,6 @@ def validate_extract(
             )
         else:
             batches = read_file(extract.path, batch_size=batch_size, encoding=extract.mapping.encoding)
-        import pyarrow as pa
-
         for batch in batches:
             table = extract.mapping.apply(pa.Table.from_batches([batch]))
             try:
