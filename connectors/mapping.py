@@ -31,6 +31,7 @@ import yaml
 
 from connectors.errors import ExtractError
 from schemas.coerce import check_zone
+from schemas.standards.arrays import CAST_ERRORS
 
 __all__ = ["Mapping", "load_mapping"]
 
@@ -78,7 +79,7 @@ class Mapping:
             if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
                 try:
                     col = pc.cast(col, pa.string())
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                except CAST_ERRORS:
                     continue
             local = pa.array(list(codes), type=col.type)
             canonical = pa.array(list(codes.values()), type=col.type)

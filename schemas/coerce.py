@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.standards._arrow import decimal as decimal_value
-from schemas.standards._arrow import fixed_width, valid_mask
+from schemas.standards.arrays import CAST_ERRORS, fixed_width, valid_mask
+from schemas.standards.arrays import decimal as decimal_value
 from schemas.standards.dates import days_since_epoch, real_date
 
 __all__ = ["Faults", "read_date", "read_decimal", "read_json", "read_text", "read_timestamp"]
@@ -53,7 +53,7 @@ def _decode(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
     n = len(values)
     try:
         return pc.cast(values, pa.string()), _mask(n)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except CAST_ERRORS:
         pass
     bad = _mask(n)
     out: list[str | None] = []
@@ -89,7 +89,7 @@ def to_string(values: pa.Array) -> tuple[pa.Array, Faults]:
         return pa.nulls(n, pa.string()), faults
     try:
         return pc.cast(values, pa.string()), faults
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except CAST_ERRORS:
         faults["TYPE_INVALID"] = valid_mask(values)
         return pa.nulls(n, pa.string()), faults
 
@@ -279,7 +279,7 @@ def read_date(values: pa.Array) -> tuple[pa.Array, Faults]:
                     zero_copy_only=False
                 )
                 days, faults = days.astype(np.int64), {}
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            except CAST_ERRORS:
                 days = None
         if days is None:
             text, faults = read_text(values)
@@ -299,13 +299,13 @@ def _cast_rows(text: pa.Array, target: pa.DataType) -> tuple[np.ndarray, np.ndar
     try:
         cast = pc.cast(text, target)
         return pc.fill_null(cast.cast(pa.int64()), 0).to_numpy(zero_copy_only=False), valid_mask(cast)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except CAST_ERRORS:
         values = np.zeros(len(text), dtype=np.int64)
         ok = np.zeros(len(text), dtype=bool)
         for i in range(len(text)):
             try:
                 one = pc.cast(text.slice(i, 1), target).cast(pa.int64())[0].as_py()
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            except CAST_ERRORS:
                 continue
             if one is not None:
                 values[i], ok[i] = one, True
@@ -344,7 +344,7 @@ def read_timestamp(values: pa.Array, *, timezone: str | None = None) -> tuple[pa
             continue
         try:
             cast = pc.cast(text, fast_target)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        except CAST_ERRORS:
             continue
         if local:
             cast = pc.assume_timezone(cast, timezone, ambiguous="earliest", nonexistent="earliest")

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.standards._arrow import as_string_array, valid_mask
+from schemas.standards.arrays import as_string_array, valid_mask
 
 __all__ = ["KeyTracker", "hash_keys"]
 

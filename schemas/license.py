@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 
 from schemas.contract import Dataset, Field, Kind
 from schemas.standards import gb32100, gbt36904
-from schemas.standards._arrow import valid_mask
+from schemas.standards.arrays import valid_mask
 from schemas.validate import Checker
 
 __all__ = ["DATASET", "HOLDER_CODE_TYPES", "STATUSES"]

@@ -35,7 +35,7 @@ from schemas.contract import Field as FieldSpec
 from schemas.keys import KeyTracker
 from schemas.rules import RULES, Severity
 from schemas.standards import gb11643, gb32100, gbt2260
-from schemas.standards._arrow import decimal, fixed_width, valid_mask
+from schemas.standards.arrays import decimal, fixed_width, valid_mask
 from schemas.standards.dates import today_days
 
 __all__ = ["BatchResult", "Checker", "ContractError", "Finding", "RowReport", "Summary", "Validator"]

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.standards import gbt2260
-from schemas.standards._arrow import as_string_array, decimal, fixed_width, valid_mask
+from schemas.standards.arrays import as_string_array, decimal, fixed_width, valid_mask
 from schemas.standards.dates import days_since_epoch, real_date, today_days
 
 __all__ = ["IdCheck", "calc_check_digit", "check", "is_valid", "to_18", "validate"]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from schemas.standards._arrow import as_string_array, fixed_width, valid_mask
+from schemas.standards.arrays import as_string_array, fixed_width, valid_mask
 
 __all__ = ["WEIGHTS", "calc_check_digit", "check", "check_columns", "is_valid", "validate"]
 

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.standards import gb11714, gbt2260
-from schemas.standards._arrow import as_string_array, decimal, fixed_width, valid_mask
+from schemas.standards.arrays import as_string_array, decimal, fixed_width, valid_mask
 
 __all__ = ["CHARSET", "UsccCheck", "calc_check_digit", "check", "division", "is_valid", "validate"]
 

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from stdnum.iso7064 import mod_37_36
 
-from schemas.standards._arrow import as_string_array, valid_mask
+from schemas.standards.arrays import as_string_array, valid_mask
 
 __all__ = ["PREFIX", "LicenseIdCheck", "check", "compose", "is_valid", "split", "validate"]
 

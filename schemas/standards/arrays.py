@@ -1,4 +1,4 @@
-"""Arrow-to-numpy helpers shared by the vectorized identifier checks."""
+"""Arrow-to-numpy helpers shared by the vectorized checks and readers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["as_string_array", "byte_lengths", "decimal", "fixed_width", "valid_mask"]
+__all__ = ["CAST_ERRORS", "as_string_array", "byte_lengths", "decimal", "fixed_width", "valid_mask"]
+
+# What a cast raises when values do not fit the target type (or no such cast exists).
+CAST_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError)
 
 _OFFSET_TYPES = {
     pa.string(): np.int32,
