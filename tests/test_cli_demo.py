@@ -84,3 +84,20 @@ def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
             main(argv)
         assert info.value.code == 0
         assert "usage: tongban" in capsys.readouterr().out
+
+
+def test_reference_page_is_current() -> None:
+    from pathlib import Path
+
+    from tongban.reference import render
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "datasets.md"
+    assert page.read_text(encoding="utf-8") == render(), "run: tongban schema --markdown > docs/datasets.md"
+
+
+def test_schema_markdown(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema", "license", "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("## license (电子证照)") and "`license_id`" in out
+    assert main(["schema"]) == 2
+    assert "DATASET_MISSING" in capsys.readouterr().err

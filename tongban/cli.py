@@ -104,6 +104,22 @@ def cmd_schema(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban schema DATASET: the canonical fields a mapping maps onto."""
     from tongban.validation import dataset_named
 
+    if args.markdown:
+        from tongban.reference import render, render_dataset
+
+        try:
+            out.write(render_dataset(dataset_named(args.dataset)) if args.dataset else render())
+        except ExtractError as exc:
+            return _error(exc, as_json=False, out=out)
+        return EXIT_OK
+    if not args.dataset:
+        return _error(
+            ExtractError(
+                "DATASET_MISSING", "请指定数据集", "name a dataset (or use --markdown for all)", "schema"
+            ),
+            as_json=args.json,
+            out=out,
+        )
     try:
         dataset = dataset_named(args.dataset)
     except ExtractError as exc:
@@ -224,8 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="查看数据集字段 show a dataset's canonical fields",
         description="列出数据集的标准字段、类型与敏感级别。List a dataset's canonical fields, kinds and sensitivity.",
     )
-    sc.add_argument("dataset", metavar="DATASET", help="population | business | license")
+    sc.add_argument("dataset", metavar="DATASET", nargs="?", help="population | business | license")
     sc.add_argument("--json", action="store_true", help="JSON 输出 JSON output")
+    sc.add_argument(
+        "--markdown",
+        action="store_true",
+        help="Markdown 参考文档（不指定数据集时含全部与规则）reference page",
+    )
     sc.set_defaults(func=cmd_schema)
 
     g = sub.add_parser(
