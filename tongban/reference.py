@@ -31,9 +31,12 @@ def render_dataset(dataset: Dataset) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for f in dataset.fields:
-        codes = (
-            ", ".join(f"`{c}`" for c in f.codes) if f.codes else (f"≤ {f.max_length}" if f.max_length else "")
-        )
+        if len(f.codes) > 12:
+            codes = f"{len(f.codes)} codes, see description"
+        elif f.codes:
+            codes = ", ".join(f"`{c}`" for c in f.codes)
+        else:
+            codes = f"≤ {f.max_length}" if f.max_length else ""
         lines.append(
             f"| `{f.name}` | {f.label} | {f.kind} | {f.type} | {'yes' if f.required else 'no'} | "
             f"{f.sensitivity} | {codes} | {_cell(f.description)} |"
