@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["CAST_ERRORS", "as_string_array", "byte_lengths", "decimal", "fixed_width", "valid_mask"]
+__all__ = ["CAST_ERRORS", "as_string_array", "decimal", "fixed_width", "valid_mask"]
 
 # What a cast raises when values do not fit the target type (or no such cast exists).
 CAST_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError)
@@ -43,15 +43,6 @@ def _offsets(values: pa.Array) -> np.ndarray:
     dtype = _OFFSET_TYPES[values.type]
     buf = values.buffers()[1]
     return np.frombuffer(buf, dtype=dtype)[values.offset : values.offset + len(values) + 1]
-
-
-def byte_lengths(values: pa.Array) -> np.ndarray:
-    """Byte length of every value of a string/binary array (0 for nulls)."""
-    values = as_string_array(values)
-    lengths = np.diff(_offsets(values)).astype(np.int64)
-    if values.null_count:
-        lengths[~valid_mask(values)] = 0
-    return lengths
 
 
 def fixed_width(values: pa.Array, width: int) -> tuple[np.ndarray, np.ndarray]:
