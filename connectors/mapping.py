@@ -58,6 +58,16 @@ class Mapping:
         known = ", ".join(fields)
         used = [(f"columns.{local}", target) for local, target in self.columns.items()]
         used += [(f"values.{name}", name) for name in self.values]
+        targets = list(self.columns.values())
+        for local, target in self.columns.items():
+            if targets.count(target) > 1:
+                where = f"columns.{local}"
+                raise ExtractError(
+                    "MAPPING_FIELD",
+                    f"多个本地列映射到同一字段 {target}",
+                    f"more than one local column maps to {target}",
+                    f"{self.source}:{self.lines[where]}" if where in self.lines else self.source,
+                )
         for where, target in used:
             if target not in fields:
                 loc = f"{self.source}:{self.lines[where]}" if where in self.lines else self.source

@@ -277,6 +277,7 @@ class Summary:
     rejected: int = 0
     flagged: int = 0  # accepted with warnings
     codes: Counter[str] = field(default_factory=Counter)
+    ignored_columns: list[str] = field(default_factory=list)  # columns of the extract no field takes
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -286,6 +287,7 @@ class Summary:
             "rejected": self.rejected,
             "flagged": self.flagged,
             "codes": dict(sorted(self.codes.items())),
+            "ignored_columns": self.ignored_columns,
         }
 
 
@@ -368,6 +370,7 @@ class Validator:
             raise ContractError(
                 "COLUMN_MISSING", f"缺少必需的列：{joined}", f"missing required columns: {joined}"
             )
+        self.summary.ignored_columns = sorted(names - set(self.dataset.names))
         columns = _Columns(self.dataset, batch.num_rows)
         # Columns are independent and the kernels release the GIL: large batches read them on worker
         # threads, and the checks start on the first columns while the others are still being read.

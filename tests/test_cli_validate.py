@@ -260,3 +260,19 @@ def test_mapping_to_an_unknown_field_names_the_line(capsys, tmp_path, extract) -
     typo.write_text("dataset: population\nvalues:\n  statuz: {'10': normal}\n", encoding="utf-8")
     rc, _, err = run(capsys, "validate", "population", str(csv), "--mapping", str(typo))
     assert rc == 2 and f"{typo}:3" in err and "statuz" in err
+
+
+def test_ignored_columns_and_double_mapping(capsys, tmp_path, extract) -> None:
+    csv, mapping = extract
+    extra = tmp_path / "extra.csv"
+    extra.write_text(f"{HEADER},beizhu\n{GOOD},备注\n", encoding="utf-8")
+    rc, out, _ = run(
+        capsys, "validate", "population", str(extra), "--mapping", str(mapping), "--format", "json"
+    )
+    assert rc == 0 and json.loads(out.splitlines()[-1])["summary"]["ignored_columns"] == ["beizhu"]
+    rc, out, _ = run(capsys, "validate", "population", str(extra), "--mapping", str(mapping))
+    assert "ignored columns: beizhu" in out
+    double = tmp_path / "double.yaml"
+    double.write_text("columns:\n  sfzh: id_number\n  zjhm: id_number\n", encoding="utf-8")
+    rc, _, err = run(capsys, "validate", "population", str(csv), "--mapping", str(double))
+    assert rc == 2 and "MAPPING_FIELD" in err and "id_number" in err and f"{double}:" in err

@@ -663,6 +663,7 @@ def test_baselines_are_clean(name: str) -> None:
         "rejected": 0,
         "flagged": 0,
         "codes": {},
+        "ignored_columns": [],
     }
     assert result.table.schema.names == dataset.names
     assert [f.type for f in result.table.schema] == [f.type for f in dataset.schema]

@@ -97,6 +97,8 @@ def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             f"({summary['flagged']} 警告 flagged), {summary['rejected']} 拒绝 rejected\n"
             f"规则 codes: {codes}\n"
         )
+        if summary["ignored_columns"]:
+            out.write(f"未使用的列 ignored columns: {', '.join(summary['ignored_columns'])}\n")  # type: ignore[arg-type]
     return EXIT_REJECTED if validator.summary.rejected else EXIT_OK
 
 
