@@ -25,6 +25,23 @@ def test_demo_finds_exactly_the_planted_defects(tmp_path: Path, capsys: pytest.C
     assert (workdir / "manifest.json").is_file()
     assert not (tmp_path / "manifest.json").exists()
 
+    # The README's next step: validate one county's population register.
+    system = workdir / "systems" / "630104"
+    args = [
+        "validate",
+        "population",
+        str(system / "gongan.sqlite"),
+        "--mapping",
+        str(system / "gongan.mapping.yaml"),
+    ]
+    assert main([*args, "--format", "json"]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    manifest = json.loads((workdir / "manifest.json").read_text(encoding="utf-8"))
+    planted = next(s for s in manifest["systems"] if s["county"] == "630104" and s["dataset"] == "population")
+    rejected = {r["row"]: set(r["codes"]) for r in lines[:-1] if r["severity"] == "error"}
+    assert rejected == {d["row"]: set(d["codes"]) for d in planted["defects"]}
+    assert lines[-1]["summary"]["rows"] == planted["rows"]
+
 
 def test_demo_text_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--workdir", str(tmp_path / "d")]) == 0
