@@ -118,3 +118,24 @@ def test_schema_markdown(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.startswith("## license (电子证照)") and "`license_id`" in out
     assert main(["schema"]) == 2
     assert "DATASET_MISSING" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--population", "-5"], ["--licenses", "many"], ["--defect-rate", "1.5"], ["--defect-rate", "nan"]],
+)
+def test_generate_refuses_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "--workdir", str(tmp_path / "g"), *argv])
+    assert info.value.code == 2
+    assert "must be" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
+
+
+def test_unwritable_workdir_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    for command in ("generate", "demo"):
+        assert main([command, "--workdir", str(blocker / "demo")]) == 2
+        err = capsys.readouterr().err
+        assert "WORKDIR_UNWRITABLE" in err and "Traceback" not in err

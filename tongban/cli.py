@@ -174,14 +174,17 @@ def cmd_generate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban generate: write demo local systems."""
     from tongban.generate import generate_demo
 
-    manifest = generate_demo(
-        Path(args.workdir),
-        seed=args.seed,
-        population_per_county=args.population,
-        business_per_county=args.business,
-        license_per_county=args.licenses,
-        defect_rate=args.defect_rate,
-    )
+    try:
+        manifest = generate_demo(
+            Path(args.workdir),
+            seed=args.seed,
+            population_per_county=args.population,
+            business_per_county=args.business,
+            license_per_county=args.licenses,
+            defect_rate=args.defect_rate,
+        )
+    except OSError as exc:
+        return _error(_workdir_error(args.workdir, exc), as_json=args.json, out=out)
     systems = manifest["systems"]
     rows = sum(s["rows"] for s in systems)
     defects = sum(len(s["defects"]) for s in systems)
@@ -205,7 +208,39 @@ def cmd_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban demo: generate the demo exchange's local systems and validate every extract."""
     from tongban.demo import run_demo
 
-    return run_demo(Path(args.workdir), seed=args.seed, out=out, as_json=args.json)
+    try:
+        return run_demo(Path(args.workdir), seed=args.seed, out=out, as_json=args.json)
+    except OSError as exc:
+        return _error(_workdir_error(args.workdir, exc), as_json=args.json, out=out)
+
+
+def _workdir_error(workdir: str, exc: OSError) -> ExtractError:
+    detail = exc.strerror or str(exc)
+    return ExtractError(
+        "WORKDIR_UNWRITABLE", f"无法写入工作目录：{detail}", f"cannot write the working folder: {detail}", workdir
+    )
+
+
+def _count(text: str) -> int:
+    """argparse type: a whole number of rows, zero or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"应为非负整数 must be a whole number ≥ 0: {text}")
+    return value
+
+
+def _share(text: str) -> float:
+    """argparse type: a share between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"应在 0 到 1 之间 must be between 0 and 1: {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,11 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--workdir", default="demo", help="输出目录 output folder (default ./demo)")
     g.add_argument("--seed", type=int, default=2026, help="随机种子 seed")
-    g.add_argument("--population", type=int, default=2000, metavar="N", help="每县人口记录数 per county")
-    g.add_argument("--business", type=int, default=500, metavar="N", help="每县市场主体数 per county")
-    g.add_argument("--licenses", type=int, default=800, metavar="N", help="每县证照数 per county")
+    g.add_argument("--population", type=_count, default=2000, metavar="N", help="每县人口记录数 per county")
+    g.add_argument("--business", type=_count, default=500, metavar="N", help="每县市场主体数 per county")
+    g.add_argument("--licenses", type=_count, default=800, metavar="N", help="每县证照数 per county")
     g.add_argument(
-        "--defect-rate", type=float, default=0.02, metavar="F", help="缺陷比例 share of defective rows"
+        "--defect-rate", type=_share, default=0.02, metavar="F", help="缺陷比例 share of defective rows"
     )
     g.add_argument("--json", action="store_true", help="JSON 输出 JSON output")
     g.set_defaults(func=cmd_generate)
