@@ -217,7 +217,10 @@ def cmd_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 def _workdir_error(workdir: str, exc: OSError) -> ExtractError:
     detail = exc.strerror or str(exc)
     return ExtractError(
-        "WORKDIR_UNWRITABLE", f"无法写入工作目录：{detail}", f"cannot write the working folder: {detail}", workdir
+        "WORKDIR_UNWRITABLE",
+        f"无法写入工作目录：{detail}",
+        f"cannot write the working folder: {detail}",
+        workdir,
     )
 
 
