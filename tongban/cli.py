@@ -9,6 +9,7 @@ where the problem was found, never a stack trace.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -47,6 +48,15 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
         console=Console(stderr=True),
         transient=True,
     )
+
+
+def _status(message: str) -> contextlib.AbstractContextManager[object]:
+    """A spinner on stderr while long work runs, when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(message)
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
@@ -174,15 +184,17 @@ def cmd_generate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban generate: write demo local systems."""
     from tongban.generate import generate_demo
 
+    status = _status("生成演示数据 generating demo data")
     try:
-        manifest = generate_demo(
-            Path(args.workdir),
-            seed=args.seed,
-            population_per_county=args.population,
-            business_per_county=args.business,
-            license_per_county=args.licenses,
-            defect_rate=args.defect_rate,
-        )
+        with status:
+            manifest = generate_demo(
+                Path(args.workdir),
+                seed=args.seed,
+                population_per_county=args.population,
+                business_per_county=args.business,
+                license_per_county=args.licenses,
+                defect_rate=args.defect_rate,
+            )
     except OSError as exc:
         return _error(_workdir_error(args.workdir, exc), as_json=args.json, out=out)
     systems = manifest["systems"]
