@@ -82,8 +82,7 @@ def _checks(c: Checker) -> None:
     c.check_identity("legal_rep_id_number")
     c.not_future("established_date")
     c.check_division("division")
-    c.check_division("moved_to")
-    c.check_moved("status", "moved_out", "moved_to")
+    c.check_migration()
     c.not_future_time("updated_at")
 
 

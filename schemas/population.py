@@ -77,8 +77,7 @@ def _key_checks(c: Checker) -> None:
 def _checks(c: Checker) -> None:
     c.not_future("birth_date")
     c.check_division("household_division")
-    c.check_division("moved_to")
-    c.check_moved("status", "moved_out", "moved_to")
+    c.check_migration()
     c.not_future_time("updated_at")
 
 

@@ -249,6 +249,13 @@ class Checker:
         codes = np.where(six_digits, decimal(digits, np.int32), 0)
         self.flag("DIVISION_UNKNOWN", name, six_digits & ~gbt2260.is_known_array(codes))
 
+    def check_migration(
+        self, status: str = "status", moved_out: str = "moved_out", moved_to: str = "moved_to"
+    ) -> None:
+        """A record that moved (户口迁移, 企业迁移登记) names a real division as ``moved_to``, and only then."""
+        self.check_division(moved_to)
+        self.check_moved(status, moved_out, moved_to)
+
     def check_moved(self, status: str, moved_out: str, moved_to: str) -> None:
         """``moved_to`` is required when the status is moved out, and only then."""
         moving = self.equals(status, moved_out)
