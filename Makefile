@@ -23,7 +23,9 @@ test: setup
 	$(BIN)/python -m pytest -n 2
 
 bench: setup
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,bench]"
 	$(BIN)/python bench/validate.py
+	$(BIN)/python bench/sync.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .ruff_cache .hypothesis

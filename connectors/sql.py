@@ -1,23 +1,117 @@
-"""Read a table or query of a SQL local system (any SQLAlchemy URL) as Arrow batches."""
+"""Read a table or query of a SQL local system (any SQLAlchemy URL) as Arrow batches.
+
+:func:`read_sql` reads everything in stored order. :func:`read_sql_incremental` reads in
+``(cursor_column, key_column)`` order and pairs each batch with the :class:`Cursor` of its last row,
+so a run that commits batch *i* together with its cursor resumes exactly after it (SPEC section 5).
+Errors never show a password: their ``where`` is the URL with it masked (:func:`mask_url`).
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from pathlib import Path
+from urllib.parse import unquote
+from uuid import UUID
 
 import pyarrow as pa
 import sqlalchemy as sa
+from sqlalchemy.types import NullType
 
 from connectors.errors import ExtractError
 
-__all__ = ["read_sql", "sqlite_url"]
+__all__ = ["Cursor", "mask_url", "read_sql", "read_sql_incremental", "sqlite_url"]
 
 SQLITE_SUFFIXES = {".sqlite", ".sqlite3", ".db"}
+
+# Same split as SQLAlchemy's URL parser, but greedy up to the last "@" so a stray "@" in a password
+# masks too much rather than too little.
+_PASSWORD = re.compile(r"^(?P<head>[\w+]+://[^:/]*:)(?P<password>.*)@")
+# Text timestamps whose shape we can keep: 2026-01-01, 2026-01-01 10:00[:00][.123][Z|+08:00].
+_TEXT_TIME = re.compile(
+    r"(?P<day>\d{4}-\d{2}-\d{2})"
+    r"(?:(?P<sep>[ T])(?P<h>\d{2}):(?P<m>\d{2})(?::(?P<s>\d{2}))?(?P<frac>\.\d+)?(?P<zone>Z|[+-]\d{2}(?::?\d{2})?)?)?"
+)
 
 
 def sqlite_url(path: str | Path) -> str:
     """A read-only SQLAlchemy URL for a SQLite file."""
     return f"sqlite:///file:{Path(path).resolve()}?mode=ro&uri=true"
+
+
+def mask_url(url: str | sa.URL) -> str:
+    """The URL with its password (if any) replaced by ``***``, for messages and logs.
+
+    >>> mask_url("mysql+pymysql://etl:s3cr%40t@db.example:3306/czrk")
+    'mysql+pymysql://etl:***@db.example:3306/czrk'
+    >>> mask_url("sqlite:///data/x.sqlite")
+    'sqlite:///data/x.sqlite'
+    """
+    if isinstance(url, sa.URL):
+        return url.render_as_string(hide_password=True)
+    return _PASSWORD.sub(r"\g<head>***@", url, count=1)
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` with the URL's password (raw or percent-decoded) masked, wherever it appears."""
+    match = _PASSWORD.match(url)
+    if match and match["password"]:
+        for secret in sorted({match["password"], unquote(match["password"])}, key=len, reverse=True):
+            text = text.replace(secret, "***")
+    return text
+
+
+def _detail(exc: Exception, url: str) -> str:
+    orig = getattr(exc, "orig", None)
+    lines = str(orig if orig else exc).splitlines() or [type(exc).__name__]
+    return _scrub(lines[0][:300], url)
+
+
+def _unreachable(exc: Exception, url: str) -> ExtractError:
+    detail = _detail(exc, url)
+    return ExtractError(
+        "SQL_UNREACHABLE",
+        f"无法连接数据库：{detail}",
+        f"cannot connect to the database: {detail}",
+        mask_url(url),
+    )
+
+
+@contextmanager
+def _translated(url: str, table: str | None) -> Iterator[None]:
+    """Turn SQLAlchemy (and driver) failures into ExtractError, the password masked."""
+    where = mask_url(url)
+    try:
+        yield
+    except sa.exc.NoSuchTableError:
+        raise ExtractError("SQL_NO_TABLE", f"找不到表 {table}", f"table {table} not found", where) from None
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:  # the connection dropped mid-read
+            raise _unreachable(exc, url) from None
+        raise _sql_error(exc, url) from None
+    except (sa.exc.SQLAlchemyError, ImportError) as exc:  # ImportError: the URL's driver is not installed
+        raise _sql_error(exc, url) from None
+
+
+def _sql_error(exc: Exception, url: str) -> ExtractError:
+    detail = _detail(exc, url)
+    return ExtractError(
+        "SQL_ERROR", f"无法读取数据库：{detail}", f"cannot read the database: {detail}", mask_url(url)
+    )
+
+
+def _connect(url: str, connect_args: dict | None) -> tuple[sa.Engine, sa.Connection]:
+    """A fresh engine (no pool left behind) and its connection; SQL_UNREACHABLE when it can't connect."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args or {})
+    try:
+        return engine, engine.connect()
+    except sa.exc.DBAPIError as exc:  # refused, timed out, unknown host, bad password, no such database
+        engine.dispose()
+        raise _unreachable(exc, url) from None
 
 
 def _column(values: list[object]) -> pa.Array:
@@ -28,30 +122,247 @@ def _column(values: list[object]) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 
 
+def _batches(result: sa.CursorResult, batch_size: int) -> Iterator[tuple[pa.RecordBatch, sa.Row]]:
+    """Record batches of a streamed result, each with its last row."""
+    names = list(result.keys())
+    for rows in result.partitions(batch_size):
+        cols = list(zip(*rows, strict=True))
+        yield pa.RecordBatch.from_arrays([_column(list(c)) for c in cols], names=names), rows[-1]
+
+
+def _stream(conn: sa.Connection, stmt: sa.Executable, batch_size: int) -> sa.CursorResult:
+    # Server-side cursor: memory stays bounded by batch_size whatever the table size.
+    return conn.execution_options(stream_results=True, yield_per=batch_size).execute(stmt)
+
+
 def read_sql(
     url: str, *, table: str | None = None, query: str | None = None, batch_size: int = 65_536
 ) -> Iterator[pa.RecordBatch]:
     """Stream rows of ``table`` (or of ``query``), in stored order, as record batches."""
     if not table and not query:
-        raise ExtractError("SQL_NO_TABLE", "未指定表或查询", "no table or query given", url)
-    try:
-        engine = sa.create_engine(url)
-        with engine.connect() as conn:
+        raise ExtractError("SQL_NO_TABLE", "未指定表或查询", "no table or query given", mask_url(url))
+    with _translated(url, table):
+        engine, conn = _connect(url, None)
+        try:
             if query:
                 stmt: sa.Executable = sa.text(query)
             else:
                 assert table is not None
-                tbl = sa.Table(table, sa.MetaData(), autoload_with=conn)
-                stmt = sa.select(tbl)
-            result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(stmt)
-            names = list(result.keys())
-            for rows in result.partitions(batch_size):
-                cols = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-                yield pa.RecordBatch.from_arrays([_column(list(c)) for c in cols], names=names)
-    except sa.exc.NoSuchTableError:
-        raise ExtractError("SQL_NO_TABLE", f"找不到表 {table}", f"table {table} not found", url) from None
-    except sa.exc.SQLAlchemyError as exc:
-        detail = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0][:300]
-        raise ExtractError(
-            "SQL_ERROR", f"无法读取数据库：{detail}", f"cannot read the database: {detail}", url
-        ) from None
+                stmt = sa.select(sa.Table(table, sa.MetaData(), autoload_with=conn))
+            for batch, _ in _batches(_stream(conn, stmt, batch_size), batch_size):
+                yield batch
+        finally:
+            conn.close()
+            engine.dispose()
+
+
+# --- incremental reads --------------------------------------------------------------------------
+
+_TAGS: dict[str, type] = {"$datetime": datetime, "$date": date, "$time": time, "$decimal": Decimal}
+
+
+def _tag(value: object) -> object:
+    for tag, kind in _TAGS.items():  # datetime before date: a datetime is a date
+        if isinstance(value, kind):
+            return {tag: str(value) if kind is Decimal else value.isoformat()}  # type: ignore[attr-defined]
+    if value is None or isinstance(value, str | int | float):
+        return value
+    raise TypeError(f"a cursor value of type {type(value).__name__} cannot be stored as JSON")
+
+
+def _untag(value: object) -> object:
+    if isinstance(value, dict) and len(value) == 1:
+        ((tag, text),) = value.items()
+        kind = _TAGS.get(tag)
+        if kind is Decimal:
+            return Decimal(text)
+        if kind is not None:
+            return kind.fromisoformat(text)  # type: ignore[attr-defined]
+    return value
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where an incremental read stopped: the cursor value and the key of the last row read.
+
+    ``value`` is the cursor column's value as the source stores it (text, number, datetime...);
+    ``key`` the key column's value as text. ``value`` None with a key: the read stopped among the
+    rows whose cursor is NULL, which a full read gives first.
+
+    >>> c = Cursor(datetime(2026, 1, 1, 10, 0), "42")
+    >>> c.to_json()
+    {'value': {'$datetime': '2026-01-01T10:00:00'}, 'key': '42'}
+    >>> Cursor.from_json(c.to_json()) == c
+    True
+    """
+
+    value: object | None
+    key: str | None
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict; datetimes, dates, times and decimals are tagged so they come back as such."""
+        return {"value": _tag(self.value), "key": self.key}
+
+    @classmethod
+    def from_json(cls, d: dict | None) -> Cursor | None:
+        """The cursor :meth:`to_json` gave (None stays None: no cursor yet, read everything)."""
+        if d is None:
+            return None
+        key = d.get("key")
+        return cls(_untag(d.get("value")), None if key is None else str(key))
+
+
+def _key_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    return str(value)
+
+
+def _key_value(text: str, sample: object) -> object:
+    """The stored key ``text`` back in the type of the key column (``sample`` is one of its values).
+
+    Comparing a number column with text is not safe everywhere (SQLite puts every number before
+    every text), so the key is bound in the column's own type when we know it.
+    """
+    try:
+        if isinstance(sample, bool):
+            return text == "True"
+        if isinstance(sample, datetime):
+            return datetime.fromisoformat(text)
+        if isinstance(sample, date):
+            return date.fromisoformat(text)
+        if isinstance(sample, bytes | bytearray | memoryview):
+            return bytes.fromhex(text)
+        if isinstance(sample, int | float | Decimal | UUID):
+            return type(sample)(text)
+    except (ValueError, TypeError, ArithmeticError):
+        pass
+    return text
+
+
+def _minus(value: object, seconds: int) -> object | None:
+    """``value`` moved back by ``seconds``, in its own type and textual shape; None if it can't be.
+
+    >>> _minus("2026-01-01 00:00:30.250+08:00", 60)
+    '2025-12-31 23:59:30.250+08:00'
+    >>> _minus("2026-03-01T10:00", 30), _minus(date(2026, 3, 1), 3600), _minus("n/a", 60)
+    ('2026-03-01T09:59', datetime.date(2026, 2, 28), None)
+    """
+    days = -(-seconds // 86_400)  # a date moves back by whole days, at least the lookback
+    try:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, datetime):
+            return value - timedelta(seconds=seconds)
+        if isinstance(value, date):
+            return value - timedelta(days=days)
+        if isinstance(value, int | float | Decimal):  # epoch seconds
+            return value - seconds
+        if isinstance(value, str) and (m := _TEXT_TIME.fullmatch(value)):
+            if not m["sep"]:
+                return (date.fromisoformat(m["day"]) - timedelta(days=days)).isoformat()
+            start = datetime.fromisoformat(f"{m['day']} {m['h']}:{m['m']}:{m['s'] or '00'}")
+            moved = start - timedelta(seconds=seconds)
+            # Same separator, precision, fraction and offset as the stored text, so it compares as text.
+            # Without seconds in the shape the minute is floored: the window only grows.
+            clock = f"{moved.hour:02d}:{moved.minute:02d}" + (f":{moved.second:02d}" if m["s"] else "")
+            return f"{moved.date().isoformat()}{m['sep']}{clock}{m['frac'] or ''}{m['zone'] or ''}"
+    except (ValueError, OverflowError, ArithmeticError):
+        return None
+    return None
+
+
+def _find(names: list[str], wanted: str, source: tuple[str, str], url: str) -> str:
+    """The source's name for column ``wanted`` (exact, else the one case-insensitive match)."""
+    if wanted in names:
+        return wanted
+    folded = [n for n in names if n.lower() == wanted.lower()]
+    if len(folded) == 1:
+        return folded[0]
+    have = ", ".join(names[:30]) + (" ..." if len(names) > 30 else "")
+    raise ExtractError(
+        "SQL_NO_COLUMN",
+        f"{source[0]}中没有列 {wanted}（现有列：{have}）",
+        f"column {wanted} not found in {source[1]} (columns: {have})",
+        mask_url(url),
+    )
+
+
+def _bind(name: str, value: object) -> sa.BindParameter:
+    # Untyped: the driver sends the value it read in its own type, with no cast added by SQLAlchemy.
+    return sa.bindparam(name, value, type_=NullType())
+
+
+def read_sql_incremental(
+    url: str,
+    *,
+    table: str | None = None,
+    query: str | None = None,
+    cursor_column: str,
+    key_column: str,
+    after: Cursor | None = None,
+    lookback_seconds: int = 0,
+    batch_size: int = 65_536,
+    connect_args: dict | None = None,
+) -> Iterator[tuple[pa.RecordBatch, Cursor]]:
+    """Stream the rows after ``after`` in ``(cursor_column, key_column)`` order, each batch with its cursor.
+
+    ``after`` None reads everything: rows whose cursor is NULL first (by key, in batches of their own),
+    then the rest. With a cursor and no lookback, rows strictly after it: ``c > v OR (c = v AND k > key)``,
+    so rows sharing a timestamp are never skipped nor read twice. With ``lookback_seconds`` it restarts at
+    ``c >= v - lookback`` (the caller's upsert makes the re-read window a no-op); a value that cannot be
+    moved back (not a time, number or ISO text) falls back to the strict condition. Rows whose cursor
+    is NULL are read by full reads only: an incremental read sees them once their cursor is set. The
+    key column should be unique and not NULL. Values come raw from the driver (SQLite text timestamps
+    stay text). ``connect_args`` go to the driver (e.g. ``{"connect_timeout": 10}``).
+    """
+    if not table and not query:
+        raise ExtractError("SQL_NO_TABLE", "未指定表或查询", "no table or query given", mask_url(url))
+    with _translated(url, table):
+        engine, conn = _connect(url, connect_args)
+        try:
+            if table:
+                reflected = sa.Table(table, sa.MetaData(), autoload_with=conn)
+                names = [c.name for c in reflected.columns]
+                # Untyped columns: values come back as the driver reads them, no SQLAlchemy conversion.
+                src: sa.FromClause = sa.table(reflected.name, *(sa.column(n) for n in names))
+                source = (f"表 {table} ", f"table {table}")
+            else:
+                assert query is not None
+                body = query.strip().rstrip(";")
+                probe = sa.select(sa.text("*")).select_from(sa.text(body).columns().subquery("src"))
+                names = list(conn.execute(probe.where(sa.false())).keys())
+                src = sa.text(body).columns(*(sa.column(n) for n in names)).subquery("src")
+                source = ("查询结果", "the query")
+            c = src.c[_find(names, cursor_column, source, url)]
+            k = src.c[_find(names, key_column, source, url)]
+            select = sa.select(*src.c)
+            since = None
+            if after is not None and after.value is not None and lookback_seconds > 0:
+                since = _minus(after.value, lookback_seconds)
+            key = None
+            if after is not None and after.key is not None and since is None:
+                sample = conn.execute(sa.select(k).where(k.is_not(None)).limit(1)).scalar()
+                key = _bind("key", _key_value(after.key, sample))
+            stmts: list[sa.Select] = []
+            if after is None or (after.value is None and key is None):
+                stmts.append(select.where(c.is_(None)).order_by(k))
+                stmts.append(select.where(c.is_not(None)).order_by(c, k))
+            elif after.value is None:  # stopped among the NULL-cursor rows of a full read
+                stmts.append(select.where(c.is_(None), k > key).order_by(k))
+                stmts.append(select.where(c.is_not(None)).order_by(c, k))
+            elif since is not None:
+                stmts.append(select.where(c >= _bind("since", since)).order_by(c, k))
+            else:
+                value = _bind("value", after.value)
+                same = k > key if key is not None else k.is_not(None)
+                stmts.append(select.where(sa.or_(c > value, sa.and_(c == value, same))).order_by(c, k))
+            ci, ki = names.index(c.name), names.index(k.name)
+            for stmt in stmts:
+                for batch, last in _batches(_stream(conn, stmt, batch_size), batch_size):
+                    yield batch, Cursor(last[ci], _key_text(last[ki]))
+        finally:
+            conn.close()
+            engine.dispose()

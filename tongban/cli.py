@@ -1,8 +1,8 @@
 """The ``tongban`` command line.
 
 Exit codes: 0 success (nothing rejected), 1 rows were rejected, 2 unusable
-input (missing file, unknown dataset, unreadable file, bad mapping, missing
-column), 3 internal error, 130 interrupted. Errors are one bilingual line with a stable code and
+input (missing file, unknown dataset, unreadable file, bad mapping or config, missing
+column), 3 internal error, 4 a sync run failed (system down, batch rejected), 130 interrupted. Errors are one bilingual line with a stable code and
 where the problem was found, never a stack trace.
 """
 
@@ -217,7 +217,7 @@ def cmd_generate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """tongban demo: generate the demo exchange's local systems and validate every extract."""
+    """tongban demo: generate the demo exchange and run it through Airflow on the embedded default."""
     from tongban.demo import run_demo
 
     try:
@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tongban",
         description="通办 Tongban: 跨区域数据共享交换 cross-region data-sharing exchange hub.",
-        epilog="退出码 exit codes: 0 成功 ok, 1 有被拒绝的行 rows rejected, 2 输入不可用 unusable input.",
+        epilog="退出码 exit codes: 0 成功 ok, 1 有被拒绝的行 rows rejected, 2 输入不可用 unusable input, "
+        "3 内部错误 internal error, 4 同步运行失败 a sync run failed.",
     )
     parser.add_argument("--version", action="version", version=f"tongban {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -320,12 +321,17 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "demo",
         help="运行演示 run the demo exchange",
-        description="生成演示数据并校验每个本地系统。Generate the demo data and validate every local system.",
+        description="生成演示数据，建库、密钥与信任列表，并通过 Airflow 运行全部同步。"
+        "Generate the demo exchange, create libraries, keys and trust list, and run every sync through Airflow.",
     )
     d.add_argument("--workdir", default="demo", help="工作目录 working folder (default ./demo)")
     d.add_argument("--seed", type=int, default=2026, help="随机种子 seed")
-    d.add_argument("--json", action="store_true", help="每个系统一行 JSON one JSON object per system")
+    d.add_argument("--json", action="store_true", help="每条边一行 JSON one JSON object per edge")
     d.set_defaults(func=cmd_demo)
+
+    from tongban.cli_exchange import register
+
+    register(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Airflow wiring: DAGs built from ``exchange.yaml`` around the engine (which knows nothing of Airflow)."""

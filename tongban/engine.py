@@ -1,0 +1,754 @@
+"""The sync engine: one edge's run as four steps, extract -> validate -> seal -> load.
+
+Each step reads the files of the one before from the run's spool folder and writes its own, so the
+steps can run as separate Airflow tasks that pass only the folder's URI, or one after another from
+``tongban sync``. Nothing here imports Airflow.
+
+- **extract** reads the source from the edge's cursor (a local SQL system by ``(cursor column, key)``
+  with lookback, a drop folder's completed files, or a child library by ``(_synced_at, key)``) into
+  Arrow IPC parts; every column is kept as raw bytes for the contract to read.
+- **validate** maps and checks each batch; accepted rows are written in canonical types, rejected rows
+  with their codes and raw payload.
+- **seal** hashes the accepted rows, builds the Merkle root and signs one manifest per batch, chained
+  to the edge's last loaded manifest.
+- **load** verifies key, signature, chain and root, then applies each batch in one transaction with
+  its failed rows and the cursor (:meth:`tongban.store.Library.load_batch`).
+
+Memory stays bounded by the batch size: every step streams batch by batch.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+import schemas
+from connectors.dropfolder import archive, pending_files, quarantine
+from connectors.errors import ExtractError
+from connectors.files import read_file
+from connectors.mapping import Mapping
+from connectors.sql import Cursor, read_sql_incremental
+from schemas.validate import ContractError, Severity, Validator
+from tongban.config import Edge, Exchange
+from tongban.manifest import Manifest, ManifestError, schema_fingerprint, verify
+from tongban.manifest import seal as seal_manifest
+from tongban.merkle import merkle_root, row_hashes
+from tongban.store import FailedRow, Library, StoreError, dumps
+from tongban.trust import KeyStore, TrustList
+
+__all__ = [
+    "SyncError",
+    "extract",
+    "libraries",
+    "load",
+    "record_run_failure",
+    "seal",
+    "status",
+    "sync_edge",
+    "validate",
+]
+
+#: Codes of failures a retry cannot fix (bad input, bad signatures): fail fast.
+PERMANENT = {
+    "BATCH_KEY_UNKNOWN",
+    "BATCH_KEY_REVOKED",
+    "BATCH_KEY_EXPIRED",
+    "BATCH_KEY_NODE",
+    "BATCH_SIGNATURE",
+    "BATCH_ROOT",
+    "BATCH_ROWS",
+    "BATCH_SCHEMA",
+    "COLUMN_MISSING",
+    "MAPPING_FIELD",
+    "KEY_MISSING",
+    "TRUST_SIGNATURE",
+    "TRUST_UNREADABLE",
+}
+
+ResolveConn = Callable[[str], str] | None
+
+
+class SyncError(ExtractError):
+    """A run that cannot go on (the failure is recorded before this is raised)."""
+
+    @property
+    def permanent(self) -> bool:
+        return self.code in PERMANENT or self.code.startswith(("CONFIG_", "MAPPING_"))
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+def uri(path: Path) -> str:
+    return path.resolve().as_uri()
+
+
+def path_of(run_uri: str) -> Path:
+    parsed = urlparse(run_uri)
+    if parsed.scheme not in ("file", ""):
+        raise SyncError("SPOOL_URI", "仅支持 file:// 地址", "only file:// URIs are supported", run_uri)
+    return Path(unquote(parsed.path))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+_LIBRARIES: dict[str, Library] = {}
+
+
+def libraries(ex: Exchange, node: str, resolve_conn: ResolveConn = None) -> Library:
+    """The node's library (one engine per URL and process)."""
+    url = ex.library_url(node, resolve_conn)
+    lib = _LIBRARIES.get(url)
+    if lib is None:
+        lib = Library(url, node)
+        _LIBRARIES[url] = lib
+    return lib
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What an edge reads and how: derived from the exchange config."""
+
+    edge: Edge
+    dataset: str
+    signer: str  # the node that seals the batches
+    owner: str | None  # owner of every row (system edges), None: rows carry their _owner
+    mapping: Mapping
+    timezone: str | None
+    allowlist: tuple[str, ...]
+
+
+def _plan(ex: Exchange, edge_id: str) -> _Plan:
+    edge = ex.edge(edge_id)
+    if edge.source_kind == "system":
+        system = ex.systems[edge.source]
+        return _Plan(
+            edge,
+            edge.dataset,
+            signer=edge.target,
+            owner=edge.target,
+            mapping=system.mapping,
+            timezone=system.mapping.timezone,
+            allowlist=system.mapping.uscc_allowlist,
+        )
+    allow = tuple(sorted({c for s in ex.systems.values() for c in s.mapping.uscc_allowlist}))
+    return _Plan(
+        edge, edge.dataset, signer=edge.source, owner=None, mapping=Mapping(), timezone="UTC", allowlist=allow
+    )
+
+
+# -- extract ------------------------------------------------------------------------------------------
+
+
+def _raw(batch: pa.RecordBatch, keep: set[str] | None = None) -> pa.RecordBatch:
+    """Every column as binary: one schema across batches, and the contract reads the values."""
+    arrays, names = [], []
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+        if keep is not None and name not in keep:
+            continue
+        t = col.type
+        if pa.types.is_null(t):
+            col = pa.nulls(len(col), pa.binary())
+        elif pa.types.is_binary(t):
+            pass
+        elif pa.types.is_string(t) or pa.types.is_large_string(t):
+            col = col.cast(pa.string()).view(pa.binary()) if pa.types.is_string(t) else col.cast(pa.binary())
+        elif pa.types.is_timestamp(t) and t.tz is None:
+            col = pc.strftime(col, format="%Y-%m-%d %H:%M:%S").cast(pa.binary())
+        else:
+            col = pc.cast(col, pa.string()).cast(pa.binary())
+        arrays.append(col)
+        names.append(name)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+class _PartWriter:
+    """Writes one extract part: an Arrow IPC file whose record batches are the sync batches."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.writer: pa.ipc.RecordBatchFileWriter | None = None
+        self.schema: pa.Schema | None = None
+        self.batches: list[dict[str, Any]] = []
+
+    def write(self, batch: pa.RecordBatch, cursor: dict[str, Any] | None) -> None:
+        if self.writer is None:
+            self.schema = batch.schema
+            self.writer = pa.ipc.new_file(str(self.path), batch.schema)
+        elif batch.schema != self.schema:
+            assert self.schema is not None
+            cols = {n: batch.column(n) for n in batch.schema.names}
+            batch = pa.RecordBatch.from_arrays(
+                [cols.get(f.name, pa.nulls(batch.num_rows, pa.binary())) for f in self.schema],
+                schema=self.schema,
+            )
+        self.writer.write_batch(batch)
+        self.batches.append({"rows": batch.num_rows, "cursor": cursor})
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _local_key(mapping: Mapping, key: str) -> str:
+    for local, canonical in mapping.columns.items():
+        if canonical == key:
+            return local
+    return key
+
+
+def extract(
+    ex: Exchange,
+    edge_id: str,
+    *,
+    run_id: str | None = None,
+    full: bool = False,
+    resolve_conn: ResolveConn = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> str:
+    """Read what changed at the edge's source since its cursor; returns the run folder's URI."""
+    plan = _plan(ex, edge_id)
+    edge = plan.edge
+    spec = schemas.get(plan.dataset)
+    target = libraries(ex, edge.target, resolve_conn)
+    target.migrate()
+    run_id = run_id or _now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    run = ex.spool / edge.id / run_id
+    if run.exists():
+        shutil.rmtree(run)  # a retried extract starts over
+    run.mkdir(parents=True)
+    state = None if full else target.state(edge.id)
+    after = Cursor.from_json(state["cursor"]) if state and state.get("cursor") else None
+    parts: list[dict[str, Any]] = []
+    quarantined: list[dict[str, Any]] = []
+    total = 0
+
+    def write_part(batches: Iterator[tuple[pa.RecordBatch, Cursor | None]], origin: Path | None) -> None:
+        nonlocal total
+        name = f"extract-{len(parts) + 1:04d}.arrow"
+        writer = _PartWriter(run / name)
+        try:
+            for batch, cur in batches:
+                writer.write(batch, cur.to_json() if cur else None)
+                total += batch.num_rows
+                if on_rows:
+                    on_rows(batch.num_rows)
+        finally:
+            writer.close()
+        if writer.batches:
+            parts.append({"file": name, "origin": str(origin) if origin else None, "batches": writer.batches})
+        elif origin is not None:
+            # An empty drop file: nothing to load, archive it now.
+            (run / name).unlink(missing_ok=True)
+            parts.append({"file": None, "origin": str(origin), "batches": []})
+
+    if edge.source_kind == "system":
+        system = ex.systems[edge.source]
+        if system.kind == "sql":
+            url = ex.system_url(system.name, resolve_conn)
+            mapping = system.mapping
+            stream = read_sql_incremental(
+                url,
+                table=system.table or mapping.table if not (system.query or mapping.query) else None,
+                query=system.query or mapping.query,
+                cursor_column=system.cursor,
+                key_column=_local_key(mapping, spec.key),
+                after=after,
+                lookback_seconds=0 if full else ex.lookback_seconds,
+                batch_size=ex.batch_size,
+            )
+            write_part(((_raw(b), c) for b, c in stream), None)
+        else:
+            assert system.folder is not None
+            for drop in pending_files(system.folder, pattern=system.pattern or "*"):
+                name = f"extract-{len(parts) + 1:04d}.arrow"
+                writer = _PartWriter(run / name)
+                count = 0
+                try:
+                    # The whole file is read before it joins the run, so a truncated file adds no rows.
+                    try:
+                        for b in read_file(
+                            drop.path, batch_size=ex.batch_size, encoding=system.mapping.encoding
+                        ):
+                            writer.write(_raw(b), None)
+                            count += b.num_rows
+                    finally:
+                        writer.close()
+                except ExtractError as exc:
+                    (run / name).unlink(missing_ok=True)
+                    moved = quarantine(drop.path, system.folder, exc.code)
+                    target.record_failure(
+                        kind="file",
+                        edge=edge.id,
+                        dataset=plan.dataset,
+                        source=edge.source,
+                        codes=[exc.code],
+                        message_zh=exc.message_zh,
+                        message_en=exc.message_en,
+                        where=exc.where,
+                        payload={"file": str(moved), "sha256": drop.sha256},
+                    )
+                    quarantined.append({"file": str(drop.path), "moved_to": str(moved), "code": exc.code})
+                    continue
+                if writer.batches:
+                    parts.append({"file": name, "origin": str(drop.path), "batches": writer.batches})
+                else:
+                    (run / name).unlink(missing_ok=True)
+                    parts.append({"file": None, "origin": str(drop.path), "batches": []})
+                total += count
+                if on_rows:
+                    on_rows(count)
+    else:
+        url = ex.library_url(edge.source, resolve_conn)
+        libraries(ex, edge.source, resolve_conn).migrate()
+        keep = {*spec.names, "_owner"}
+        stream = read_sql_incremental(
+            url,
+            table=plan.dataset,
+            cursor_column="_synced_at",
+            key_column=spec.key,
+            after=after,
+            lookback_seconds=0 if full else ex.lookback_seconds,
+            batch_size=ex.batch_size,
+        )
+        write_part(((_raw(b, keep), c) for b, c in stream), None)
+
+    _write_json(
+        run / "run.json",
+        {
+            "edge": edge.id,
+            "dataset": plan.dataset,
+            "source": edge.source,
+            "source_kind": edge.source_kind,
+            "target": edge.target,
+            "run_id": run_id,
+            "started_at": _now().isoformat(),
+            "full": full,
+            "cursor_from": after.to_json() if after else None,
+        },
+    )
+    _write_json(run / "extract.json", {"rows": total, "parts": parts, "quarantined": quarantined})
+    return uri(run)
+
+
+# -- validate -----------------------------------------------------------------------------------------
+
+
+def _batches(path: Path) -> Iterator[pa.RecordBatch]:
+    with pa.memory_map(str(path)) as source:
+        reader = pa.ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i)
+
+
+def _payloads(table: pa.Table, rows: np.ndarray) -> list[dict[str, Any]]:
+    picked = table.take(pa.array(rows, pa.int64()))
+    return picked.to_pylist()
+
+
+def validate(ex: Exchange, run_uri: str) -> str:
+    """Check every extracted batch against the dataset's contract; returns the run folder's URI."""
+    run = path_of(run_uri)
+    meta = _read_json(run / "run.json")
+    plan = _plan(ex, meta["edge"])
+    spec = schemas.get(plan.dataset)
+    extracted = _read_json(run / "extract.json")
+    out_parts = []
+    totals = {"rows": 0, "accepted": 0, "rejected": 0, "flagged": 0}
+    for p, part in enumerate(extracted["parts"], start=1):
+        if part["file"] is None:
+            out_parts.append({"file": None, "rejects": None, "batches": [], "origin": part["origin"]})
+            continue
+        validator = Validator(spec, timezone=plan.timezone, uscc_allowlist=plan.allowlist)
+        valid_name, rejects_name = f"valid-{p:04d}.arrow", f"rejects-{p:04d}.jsonl"
+        schema = spec.schema
+        out_schema = pa.schema(
+            [f.with_nullable(True) for f in schema]
+            + [pa.field("_owner", pa.string()), pa.field("_flags", pa.string())],
+            metadata=schema.metadata,
+        )
+        batches_meta = []
+        with (
+            pa.ipc.new_file(str(run / valid_name), out_schema) as writer,
+            (run / rejects_name).open("w", encoding="utf-8") as rejects,
+        ):
+            for j, raw in enumerate(_batches(run / part["file"])):
+                table = pa.Table.from_batches([raw])
+                owners = table.column("_owner") if "_owner" in table.column_names else None
+                mapped = plan.mapping.apply(table.drop_columns(["_owner"]) if owners is not None else table)
+                try:
+                    result = validator.validate(mapped)
+                except ContractError as exc:
+                    raise SyncError(
+                        exc.code, exc.message_zh, exc.message_en, part["origin"] or plan.edge.source
+                    ) from None
+                n = mapped.num_rows
+                flags: list[str | None] = [None] * n
+                bad_rows: list[int] = []
+                reports = []
+                for report in result.reports():
+                    i = report.row - result.first_row
+                    if report.severity is Severity.ERROR:
+                        bad_rows.append(i)
+                        reports.append(report)
+                    else:
+                        flags[i] = ",".join(report.codes)
+                payloads = _payloads(mapped, np.array(bad_rows, dtype=np.int64)) if bad_rows else []
+                for report, payload in zip(reports, payloads, strict=True):
+                    rejects.write(
+                        dumps(
+                            {
+                                "batch": j,
+                                "row": report.row,
+                                "key": report.key,
+                                "codes": report.codes,
+                                "zh": report.message_zh,
+                                "en": report.message_en,
+                                "payload": payload,
+                                "where": f"{part['origin'] or plan.edge.source}:{report.row}",
+                            }
+                        )
+                        + "\n"
+                    )
+                keep = pa.array(~result.rejected)
+                accepted = result.table.filter(keep)
+                if owners is not None:
+                    owner_col = pc.cast(owners, pa.string()).filter(keep)
+                else:
+                    owner_col = pa.array([plan.owner] * accepted.num_rows, pa.string())
+                flag_col = pa.array(flags, pa.string()).filter(keep)
+                arrays = [*accepted.columns, owner_col, flag_col]
+                writer.write_batch(
+                    pa.RecordBatch.from_arrays(
+                        [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays],
+                        schema=out_schema,
+                    )
+                )
+                rejected = int(result.rejected.sum())
+                batches_meta.append({"rows": accepted.num_rows, "rejected": rejected})
+                totals["rows"] += n
+                totals["accepted"] += accepted.num_rows
+                totals["rejected"] += rejected
+                totals["flagged"] += int(result.flagged.sum())
+        out_parts.append(
+            {"file": valid_name, "rejects": rejects_name, "batches": batches_meta, "origin": part["origin"]}
+        )
+    _write_json(run / "validate.json", {**totals, "parts": out_parts})
+    return uri(run)
+
+
+# -- seal ---------------------------------------------------------------------------------------------
+
+
+def hash_columns(dataset: str) -> list[str]:
+    """The columns a row's leaf hash covers: every field of the dataset, then its owner."""
+    return [*schemas.get(dataset).names, "_owner"]
+
+
+def seal(ex: Exchange, run_uri: str, *, resolve_conn: ResolveConn = None) -> str:
+    """Sign one manifest per validated batch, chained to the edge's last loaded manifest."""
+    run = path_of(run_uri)
+    meta = _read_json(run / "run.json")
+    plan = _plan(ex, meta["edge"])
+    validated = _read_json(run / "validate.json")
+    extracted = _read_json(run / "extract.json")
+    key_id, private = KeyStore(ex.keys_dir).signer(plan.signer)
+    state = libraries(ex, plan.edge.target, resolve_conn).state(plan.edge.id)
+    prev = state["last_manifest_hash"] if state else ""
+    cursor_from = meta["cursor_from"]
+    cols = hash_columns(plan.dataset)
+    schema_id = schema_fingerprint(schemas.get(plan.dataset).schema)
+    sealed = []
+    for p, part in enumerate(validated["parts"]):
+        if part["file"] is None:
+            continue
+        for j, batch in enumerate(_batches(run / part["file"])):
+            leaves = row_hashes(pa.Table.from_batches([batch]), cols)
+            cursor_to = extracted["parts"][p]["batches"][j]["cursor"]
+            manifest = seal_manifest(
+                dataset=plan.dataset,
+                edge=plan.edge.id,
+                source=plan.signer,
+                target=plan.edge.target,
+                cursor_from=cursor_from,
+                cursor_to=cursor_to,
+                rows=batch.num_rows,
+                rejected=part["batches"][j]["rejected"],
+                merkle_root=merkle_root(leaves).hex(),
+                prev_hash=prev,
+                schema=schema_id,
+                key_id=key_id,
+                private_key=private,
+            )
+            sealed.append({"part": p, "batch": j, "manifest": json.loads(manifest.to_json())})
+            prev = manifest.hash
+            cursor_from = cursor_to if cursor_to is not None else cursor_from
+    _write_json(run / "sealed.json", {"manifests": sealed})
+    return uri(run)
+
+
+# -- load ---------------------------------------------------------------------------------------------
+
+
+def _rejects(run: Path, name: str | None) -> dict[int, list[FailedRow]]:
+    out: dict[int, list[FailedRow]] = {}
+    if not name:
+        return out
+    with (run / name).open(encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            out.setdefault(r["batch"], []).append(
+                FailedRow(r["row"], r["key"], r["codes"], r["zh"], r["en"], r["payload"], r.get("where", ""))
+            )
+    return out
+
+
+def load(
+    ex: Exchange, run_uri: str, *, resolve_conn: ResolveConn = None, keep_files: bool = False
+) -> dict[str, Any]:
+    """Verify and apply every sealed batch of the run; returns the run's summary.
+
+    A batch that fails verification is recorded as a failed transfer and stops the run
+    (SyncError); batches loaded before it stay loaded.
+    """
+    run = path_of(run_uri)
+    meta = _read_json(run / "run.json")
+    plan = _plan(ex, meta["edge"])
+    edge = plan.edge
+    spec = schemas.get(plan.dataset)
+    lib = libraries(ex, edge.target, resolve_conn)
+    validated = _read_json(run / "validate.json")
+    sealed = _read_json(run / "sealed.json")["manifests"]
+    trust = TrustList.load(ex.trust_list)
+    cols = hash_columns(plan.dataset)
+    schema_id = schema_fingerprint(spec.schema)
+    totals = {
+        k: 0
+        for k in (
+            "batches",
+            "rows",
+            "inserted",
+            "updated",
+            "unchanged",
+            "stale",
+            "conflicts",
+            "rejected",
+            "duplicates",
+        )
+    }
+    by_part: dict[int, list[dict[str, Any]]] = {}
+    for entry in sealed:
+        by_part.setdefault(entry["part"], []).append(entry)
+    for p, part in enumerate(validated["parts"]):
+        entries = by_part.get(p, [])
+        rejects = _rejects(run, part["rejects"]) if entries else {}
+        for entry in entries:
+            manifest = Manifest.from_json(json.dumps(entry["manifest"]))
+            batch = _read_batch(run / part["file"], entry["batch"])
+            table = pa.Table.from_batches([batch])
+            if lib.loaded(manifest.batch_id):
+                totals["duplicates"] += 1
+                continue
+            state = lib.state(edge.id)
+            expected = state["last_manifest_hash"] if state else ""
+            leaves = row_hashes(table, cols)
+            try:
+                verify(
+                    manifest,
+                    trust,
+                    expected_prev=expected,
+                    leaves=leaves,
+                    rows=table.num_rows,
+                    schema=schema_id,
+                )
+            except ManifestError as exc:
+                _reject_batch(lib, plan, manifest, exc)
+                raise SyncError(
+                    exc.code, exc.message_zh, exc.message_en, f"{edge.id} batch {manifest.batch_id[:12]}"
+                ) from None
+            rows = _with_meta(
+                table,
+                spec.names,
+                leaves,
+                manifest.batch_id,
+                manifest.source if edge.source_kind == "node" else edge.source,
+            )
+            try:
+                result = lib.load_batch(
+                    edge=edge.id,
+                    dataset=plan.dataset,
+                    source=edge.source,
+                    manifest_json=manifest.to_json(),
+                    manifest_hash=manifest.hash,
+                    batch_id=manifest.batch_id,
+                    prev_hash=manifest.prev_hash,
+                    rows=rows,
+                    rejected=rejects.get(entry["batch"], []),
+                    cursor=manifest.cursor_to,
+                )
+            except StoreError as exc:
+                raise SyncError(exc.code, exc.message_zh, exc.message_en, exc.where) from None
+            totals["batches"] += 1
+            for k in ("rows", "inserted", "updated", "unchanged", "stale", "conflicts", "rejected"):
+                totals[k] += getattr(result, k)
+        if part.get("origin") and edge.source_kind == "system":
+            origin = Path(part["origin"])
+            system = ex.systems[edge.source]
+            if origin.exists() and system.folder is not None:
+                archive(origin, system.folder)
+    summary = {**meta, **totals, "finished_at": _now().isoformat()}
+    _write_json(run / "load.json", summary)
+    if not keep_files:
+        for f in run.glob("*.arrow"):
+            f.unlink()
+    return summary
+
+
+def _read_batch(path: Path, index: int) -> pa.RecordBatch:
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).get_batch(index)
+
+
+def _with_meta(table: pa.Table, names: list[str], leaves: np.ndarray, batch_id: str, source: str) -> pa.Table:
+    n = table.num_rows
+    hexes = pa.array([bytes(x).hex() for x in leaves], pa.string()) if n else pa.array([], pa.string())
+    now = pa.scalar(_now(), pa.timestamp("us", tz="UTC"))
+    return pa.table(
+        {
+            **{name: table.column(name) for name in names},
+            "_owner": table.column("_owner"),
+            "_hash": hexes,
+            "_batch": pa.array([batch_id] * n, pa.string()),
+            "_leaf": pa.array(np.arange(n, dtype=np.int32)),
+            "_source": pa.array([source] * n, pa.string()),
+            "_flags": table.column("_flags"),
+            "_synced_at": pa.array([now.as_py()] * n, pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def _reject_batch(lib: Library, plan: _Plan, manifest: Manifest, exc: ExtractError) -> None:
+    lib.record_failure(
+        kind="batch",
+        edge=plan.edge.id,
+        dataset=plan.dataset,
+        source=plan.edge.source,
+        codes=[exc.code],
+        message_zh=exc.message_zh,
+        message_en=exc.message_en,
+        where=exc.where,
+        batch_id=manifest.batch_id,
+        payload={"manifest": json.loads(manifest.to_json())},
+    )
+
+
+# -- whole runs, failures and status ------------------------------------------------------------------
+
+
+def record_run_failure(
+    ex: Exchange, edge_id: str, exc: BaseException, *, log_url: str = "", resolve_conn: ResolveConn = None
+) -> None:
+    """Keep a failed run of the edge as a failed transfer (counting attempts) and note the error."""
+    edge = ex.edge(edge_id)
+    if isinstance(exc, ExtractError):
+        code, zh, en, where = exc.code, exc.message_zh, exc.message_en, exc.where
+    else:
+        code, zh, en, where = "RUN_FAILED", f"运行失败：{exc}", f"run failed: {exc}", ""
+    try:
+        lib = libraries(ex, edge.target, resolve_conn)
+        lib.migrate()
+        lib.record_failure(
+            kind="run",
+            edge=edge.id,
+            dataset=edge.dataset,
+            source=edge.source,
+            codes=[code],
+            message_zh=zh,
+            message_en=en,
+            where=where,
+            payload={"log_url": log_url} if log_url else None,
+        )
+        lib.note_attempt(edge.id, edge.dataset, edge.source, f"{code}: {en}")
+    except ExtractError:
+        pass  # the target library itself is down: the scheduler's own log keeps the failure
+
+
+def sync_edge(
+    ex: Exchange,
+    edge_id: str,
+    *,
+    full: bool = False,
+    resolve_conn: ResolveConn = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Run the four steps of one edge in this process; a failure is recorded, then raised."""
+    try:
+        run_uri = extract(ex, edge_id, full=full, resolve_conn=resolve_conn, on_rows=on_rows)
+        validate(ex, run_uri)
+        seal(ex, run_uri, resolve_conn=resolve_conn)
+        summary = load(ex, run_uri, resolve_conn=resolve_conn)
+    except ExtractError as exc:
+        record_run_failure(ex, edge_id, exc, resolve_conn=resolve_conn)
+        raise
+    return summary
+
+
+def status(
+    ex: Exchange, *, resolve_conn: ResolveConn = None, now: _dt.datetime | None = None
+) -> list[dict[str, Any]]:
+    """One entry per edge: rows loaded and failed, open failures, last success and lag in seconds.
+
+    Lag is the time since the edge last loaded successfully (None before its first load).
+    """
+    now = now or _now()
+    out = []
+    states: dict[str, dict[str, dict[str, Any]]] = {}
+    open_failures: dict[str, dict[str, int]] = {}
+    for edge in ex.edges:
+        if edge.target not in states:
+            try:
+                lib = libraries(ex, edge.target, resolve_conn)
+                lib.migrate()
+                states[edge.target] = {s["edge"]: s for s in lib.states()}
+                open_failures[edge.target] = lib.failure_counts()
+            except ExtractError:
+                states[edge.target], open_failures[edge.target] = {}, {}
+        st = states[edge.target].get(edge.id) or {}
+        last = st.get("last_success")
+        out.append(
+            {
+                "edge": edge.id,
+                "dataset": edge.dataset,
+                "source": edge.source,
+                "target": edge.target,
+                "rows_loaded": int(st.get("rows_loaded") or 0),
+                "rows_failed": int(st.get("rows_failed") or 0),
+                "batches": int(st.get("batches") or 0),
+                "open_failures": open_failures[edge.target].get(edge.id, 0),
+                "last_success": last.isoformat() if last else None,
+                "lag_seconds": round((now - last).total_seconds(), 3) if last else None,
+                "last_error": st.get("last_error"),
+            }
+        )
+    return out
