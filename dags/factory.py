@@ -102,9 +102,11 @@ def _edge_group(ex: Exchange, group_id: str, *, after_failures: bool) -> Any:
         }
 
     @task_group(group_id=group_id)
-    def sync(edge_id: str) -> Any:
+    def sync(edge_id: str) -> None:
+        # Returning nothing makes the call return the task group itself, so `group >> next` orders
+        # every task of the next group after every task of this one.
         run = extract(edge_id)
-        return load(edge_id, seal(edge_id, validate(edge_id, run)))
+        load(edge_id, seal(edge_id, validate(edge_id, run)))
 
     return sync
 
@@ -151,8 +153,8 @@ def build_dags(ex: Exchange) -> dict[str, DAG]:
     dags: dict[str, DAG] = {}
     national = next(code for code, n in ex.nodes.items() if n.level == "national")
     for dataset in schemas.DATASETS:
-        for province in sorted(ex.provinces()):
-            counties = {c for c in ex.children(province)}
+        for province in (n.code for n in ex.provinces()):
+            counties = {c.code for c in ex.children(province)}
             local = [
                 e.id
                 for e in ex.edges

@@ -1,4 +1,4 @@
-"""The exchange's DAGs, built from ``exchange.yaml`` (``TONGBAN_EXCHANGE`` names another file).
+"""The exchange's Airflow DAGs, built from ``exchange.yaml`` (``TONGBAN_EXCHANGE`` names another file).
 
 Only a local file is read here: no Variables, database or network calls at parse time. A config error
 shows as this file's import error, naming the config file, line and field.

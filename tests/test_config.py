@@ -195,7 +195,11 @@ def test_base_loads_with_unquoted_codes(tmp_path: Path) -> None:
     assert ex.node("630104").parent == "630000"
     assert ex.node("630104").library is None and ex.node("630104").library_env == "TONGBAN_LIB_630104"
     assert ex.node("630104").line == 14 and ex.system("630104-license").line == 30
-    assert ex.system("630104-gongan").mapping.source == str(tmp_path / "exchange.yaml")
+    inline = ex.system("630104-gongan").mapping
+    assert inline.source == str(tmp_path / "exchange.yaml")  # inline: lines are the config's
+    assert (
+        inline.columns == {"sfzh": "id_number", "gxsj": "updated_at"} and inline.lines["columns.gxsj"] == 29
+    )
     assert ex.schedule == "@hourly" and ex.trust_root == "000000"
     assert [e.id for e in ex.edges] == [
         "population.630104-gongan.630104",

@@ -222,6 +222,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
     try:
         return run_demo(Path(args.workdir), seed=args.seed, out=out, as_json=args.json)
+    except ExtractError as exc:
+        return _error(exc, as_json=args.json, out=out)
     except OSError as exc:
         return _error(_workdir_error(args.workdir, exc), as_json=args.json, out=out)
 

@@ -114,11 +114,15 @@ def run_airflow(workdir: Path, exchange: Path, out: TextIO, *, quiet: bool = Fal
 
 
 def check_planted(ex: Any, manifest: dict[str, Any]) -> dict[str, int]:
-    """Compare the failed rows at each county with the defects the generator planted."""
+    """Compare the failed rows at each county with the defects the generator planted.
+
+    Rows of a drop file are matched by their data row in the file; rows of a database by key, since an
+    incremental read takes them in cursor order, not in the table's stored order.
+    """
     from tongban import engine
 
     totals = {"planted": 0, "found": 0, "missed": 0, "unexpected": 0}
-    found: dict[tuple[str, str], dict[int, set[str]]] = {}
+    found: dict[tuple[str, str], dict[object, set[str]]] = {}
     for code, node in ex.nodes.items():
         if node.level != "county":
             continue
@@ -127,20 +131,25 @@ def check_planted(ex: Any, manifest: dict[str, Any]) -> dict[str, int]:
             if edge.source_kind != "system" or not row["where"]:
                 continue
             origin, _, number = row["where"].rpartition(":")
-            name = Path(origin).name if "/" in origin or "\\" in origin else edge.source
-            found.setdefault((edge.source, name), {})[int(number)] = set(row["codes"].split(","))
+            system = ex.systems[edge.source]
+            if system.kind == "files":
+                slot, ident = Path(origin).name, int(number)
+            else:
+                slot, ident = "", row["row_key"]
+            found.setdefault((edge.source, slot), {})[ident] = set(row["codes"].split(","))
     matched: set[tuple[str, str]] = set()
     for system in manifest["systems"]:
-        planted = {d["row"]: set(d["codes"]) for d in system["defects"]}
-        sys_name = next(
+        name = next(
             s.name
             for s in ex.systems.values()
             if s.node == system["county"] and s.dataset == system["dataset"]
         )
-        name = Path(system["path"]).name if system["kind"] != "sqlite" else sys_name
-        key = (sys_name, name)
-        matched.add(key)
-        got = found.get(key, {})
+        if system["kind"] == "sqlite":
+            slot, planted = "", {d["key"]: set(d["codes"]) for d in system["defects"]}
+        else:
+            slot, planted = Path(system["path"]).name, {d["row"]: set(d["codes"]) for d in system["defects"]}
+        matched.add((name, slot))
+        got = found.get((name, slot), {})
         totals["planted"] += len(planted)
         totals["found"] += sum(1 for r in got if r in planted)
         totals["missed"] += sum(1 for r, codes in planted.items() if not codes <= got.get(r, set()))
