@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,19 +13,90 @@ import schemas
 from tongban.cli import main
 
 
-def test_demo_finds_exactly_the_planted_defects(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    workdir = tmp_path / "demo"
-    assert main(["demo", "--workdir", str(workdir), "--json"]) == 0
-    systems = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert {s["dataset"] for s in systems} == {"population", "business", "license"}
-    assert len({s["county"] for s in systems}) == 9
-    assert sum(s["planted"] for s in systems) > 100
-    for s in systems:
-        assert s["missed"] == 0 and s["unexpected"] == 0, s
-        assert s["rejected"] == s["planted"]
-    # Everything the demo made stays under its working folder.
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The README's first command, run once: the whole demo exchange through Airflow."""
+    workdir = tmp_path_factory.mktemp("demo") / "demo"
+    out = io.StringIO()
+    code = run_demo_cli(workdir, out)
+    assert code == 0, out.getvalue()
+    return workdir, out.getvalue()
+
+
+def run_demo_cli(workdir: Path, out: io.StringIO) -> int:
+    from tongban.cli import build_parser, cmd_demo
+
+    args = build_parser().parse_args(["demo", "--workdir", str(workdir)])
+    return cmd_demo(args, out)
+
+
+def test_demo_runs_every_dag_through_airflow(demo: tuple[Path, str]) -> None:
+    workdir, out = demo
+    dags = re.findall(r"✓ (tongban_\w+)\s+success", out)
+    # One DAG per province and dataset, then one national DAG per dataset.
+    assert len(dags) == 5 * 3 + 3
+    assert dags[-3:] == [
+        "tongban_business_national",
+        "tongban_license_national",
+        "tongban_population_national",
+    ]
+    assert "missed 0" in out and "unexpected 0" in out and "demo OK" in out
+    # Everything the demo made stays under its working folder, Airflow's database included.
     assert (workdir / "manifest.json").is_file()
-    assert not (tmp_path / "manifest.json").exists()
+    assert (workdir / "airflow" / "airflow.db").is_file()
+    assert (workdir / "exchange.yaml").is_file()
+    assert (
+        sorted(p.name for p in (workdir / "libraries").iterdir() if p.suffix == ".sqlite")[0]
+        == "000000.sqlite"
+    )
+
+
+def test_status_json_has_every_edge(demo: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    workdir, _ = demo
+    assert main(["status", "--workdir", str(workdir), "--json"]) == 0
+    edges = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(edges) == 27 + 27 + 15
+    for e in edges:
+        assert {
+            "dataset",
+            "source",
+            "target",
+            "rows_loaded",
+            "rows_failed",
+            "last_success",
+            "lag_seconds",
+        } <= set(e)
+        assert e["last_success"] is not None and e["lag_seconds"] >= 0, e
+    manifest = json.loads((workdir / "manifest.json").read_text(encoding="utf-8"))
+    planted = sum(len(s["defects"]) for s in manifest["systems"])
+    local = [e for e in edges if "-" in e["source"]]
+    assert sum(e["rows_failed"] for e in local) == planted
+    total = sum(s["rows"] for s in manifest["systems"])
+    national = [e for e in edges if e["target"] == "000000"]
+    assert sum(e["rows_loaded"] for e in national) == total - planted
+
+
+def test_failed_list_and_show(demo: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    workdir, _ = demo
+    assert main(["failed", "list", "--workdir", str(workdir), "--node", "630104", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows and all(r["kind"] == "row" and r["codes"] for r in rows)
+    population = next(r for r in rows if r["dataset"] == "population")
+    assert main(["failed", "show", population["id"], "--workdir", str(workdir), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    # Masked: the identity number keeps only its division and last four characters.
+    assert "*" in shown["payload"]["id_number"]
+    assert main(["failed", "show", "630104:999999", "--workdir", str(workdir)]) == 2
+
+
+def test_incremental_rerun_changes_nothing(
+    demo: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir, _ = demo
+    code = main(["sync", "--workdir", str(workdir), "--json"])
+    runs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0 and len(runs) == 69
+    assert all(r["ok"] and r["inserted"] == 0 and r["updated"] == 0 for r in runs), runs
 
     # The README's next step: validate one county's population register.
     system = workdir / "systems" / "630104"
@@ -40,14 +113,6 @@ def test_demo_finds_exactly_the_planted_defects(tmp_path: Path, capsys: pytest.C
     planted = next(s for s in manifest["systems"] if s["county"] == "630104" and s["dataset"] == "population")
     rejected = {r["row"]: set(r["codes"]) for r in lines[:-1] if r["severity"] == "error"}
     assert rejected == {d["row"]: set(d["codes"]) for d in planted["defects"]}
-    assert lines[-1]["summary"]["rows"] == planted["rows"]
-
-
-def test_demo_text_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--workdir", str(tmp_path / "d")]) == 0
-    out = capsys.readouterr().out
-    assert "every planted defect was found" in out and "全部缺陷均被发现" in out
-    assert "630104" in out and "150205" in out
 
 
 def test_generate_reports_what_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -139,3 +204,17 @@ def test_unwritable_workdir_is_a_clear_error(tmp_path: Path, capsys: pytest.Capt
         assert main([command, "--workdir", str(blocker / "demo")]) == 2
         err = capsys.readouterr().err
         assert "WORKDIR_UNWRITABLE" in err and "Traceback" not in err
+
+
+def test_repository_exchange_yaml_is_the_demo_topology(demo: tuple[Path, str]) -> None:
+    """The shipped exchange.yaml equals what the demo writes, with its mappings inline and paths under demo/."""
+    from tongban.config import demo_exchange_yaml
+    from tongban.generate import DEMO_COUNTIES
+
+    workdir, _ = demo
+    manifest = json.loads((workdir / "manifest.json").read_text(encoding="utf-8"))
+    expected = demo_exchange_yaml(
+        workdir, manifest["systems"], DEMO_COUNTIES, prefix="demo/", inline_mappings=True
+    )
+    shipped = Path(__file__).resolve().parent.parent / "exchange.yaml"
+    assert shipped.read_text(encoding="utf-8") == expected, "regenerate exchange.yaml (see this test)"

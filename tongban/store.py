@@ -13,6 +13,7 @@ Physical types: PostgreSQL gets native DATE, TIMESTAMPTZ and NUMERIC; SQLite kee
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import io
 import json
 from collections.abc import Iterator, Sequence
@@ -177,10 +178,12 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("message_en", sa.Text, nullable=False),
         sa.Column("where", sa.Text),
         sa.Column("payload", sa.Text),
+        sa.Column("digest", sa.String(64)),  # of edge, key, codes and payload: a re-read row is kept once
         sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
         sa.Column("created_at", _Stamp(), nullable=False),
         sa.Column("updated_at", _Stamp(), nullable=False),
         sa.Index("ix_failed_state", "state", "dataset"),
+        sa.Index("ix_failed_digest", "edge", "digest"),
     )
     tables["sync_state"] = sa.Table(
         "sync_state",
@@ -575,11 +578,14 @@ class Library:
             if rows.num_rows:
                 self._apply(conn, spec, rows, result, now, edge=edge, source=source, batch_id=batch_id)
             failed = self.tables["failed_transfers"]
+            rejected = self._new_failures(conn, edge, rejected)
+            result.rejected = len(rejected)
             if rejected:
                 conn.execute(
                     failed.insert(),
                     [
                         {
+                            "digest": _failure_digest(edge, r),
                             "kind": "row",
                             "state": "open",
                             "edge": edge,
@@ -657,6 +663,19 @@ class Library:
                 )
             self.resolve_runs(edge, conn)
         return result
+
+    def _new_failures(self, conn: sa.Connection, edge: str, rows: Sequence[FailedRow]) -> list[FailedRow]:
+        """The rejected rows not already kept, open, for this edge (a lookback re-read adds nothing)."""
+        if not rows:
+            return []
+        t = self.tables["failed_transfers"]
+        digests = [_failure_digest(edge, r) for r in rows]
+        known: set[str] = set()
+        for start in range(0, len(digests), 500):
+            chunk = digests[start : start + 500]
+            stmt = sa.select(t.c.digest).where(t.c.edge == edge, t.c.state == "open", t.c.digest.in_(chunk))
+            known.update(d for (d,) in conn.execute(stmt))
+        return [r for r, d in zip(rows, digests, strict=True) if d not in known]
 
     # -- the set-based load -----------------------------------------------------------------------
 
@@ -762,7 +781,11 @@ class Library:
             result.inserted = int(staged) - result.updated
             if staged:
                 ins = (pg.insert if self.dialect == "postgresql" else sq.insert)(records)
-                select = sa.select(*[stage.c[n] for n in names])
+                # Stamped inside the transaction: a library read by (_synced_at, key) sees stamps in
+                # commit order (SQLite serializes writers; PostgreSQL readers rely on the lookback).
+                select = sa.select(
+                    *[sa.literal(now, _Stamp()).label(n) if n == "_synced_at" else stage.c[n] for n in names]
+                )
                 if self.dialect == "sqlite":
                     select = select.where(
                         sa.true()
@@ -800,6 +823,10 @@ class Library:
                 cur.executemany(sql, chunk)
         finally:
             cur.close()
+
+
+def _failure_digest(edge: str, row: FailedRow) -> str:
+    return hashlib.sha256(dumps([edge, row.key, sorted(row.codes), row.payload]).encode()).hexdigest()
 
 
 def _sqlite_columns(rows: pa.Table) -> list[list[Any]]:
