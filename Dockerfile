@@ -1,0 +1,15 @@
+# The image every Airflow service and the exchange CLI run in: Airflow 3.3.2 with Tongban installed.
+FROM apache/airflow:3.3.2-python3.11
+
+USER root
+RUN apt-get update && apt-get install -y --no-install-recommends sqlite3 && rm -rf /var/lib/apt/lists/*
+USER airflow
+
+WORKDIR /opt/tongban
+COPY --chown=airflow:root pyproject.toml constraints.txt README.md ./
+COPY --chown=airflow:root tongban ./tongban
+COPY --chown=airflow:root schemas ./schemas
+COPY --chown=airflow:root connectors ./connectors
+COPY --chown=airflow:root dags ./dags
+RUN pip install --no-cache-dir -c constraints.txt . \
+    && python -c "import tongban, dags.factory"
