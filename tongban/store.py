@@ -762,7 +762,11 @@ class Library:
             ).select_from(joined)
             stale_rows = stale_rows.where(s.c.updated_at < r.c.updated_at)
             hist_cols = [*names, "_archived_at", "_reason"]
-            result.stale = conn.execute(history.insert().from_select(hist_cols, stale_rows)).rowcount
+            # INSERT…SELECT: SQLAlchemy keeps its rowcount only when asked (psycopg otherwise gives -1).
+            counted = {"preserve_rowcount": True}
+            result.stale = conn.execute(
+                history.insert().from_select(hist_cols, stale_rows), execution_options=counted
+            ).rowcount
             if result.stale:
                 older = sa.select(r.c[key]).where(
                     r.c[key] == stage.c[key], stage.c.updated_at < r.c.updated_at
@@ -774,7 +778,9 @@ class Library:
             replaced = sa.select(*[r.c[n] for n in names], sa.literal(now, _Stamp()), reason).select_from(
                 joined
             )
-            result.updated = conn.execute(history.insert().from_select(hist_cols, replaced)).rowcount
+            result.updated = conn.execute(
+                history.insert().from_select(hist_cols, replaced), execution_options=counted
+            ).rowcount
 
             # 5. Upsert what is left.
             staged = conn.execute(sa.select(sa.func.count()).select_from(stage)).scalar_one()

@@ -1,0 +1,763 @@
+"""Benchmark: a whole sync, SQLite local system -> county library (SPEC section 11).
+
+The measured edge is ``population.<system>.<county>``: a county's 公安 local system (SQLite table
+``czrk``, the demo's pinyin columns and mapping) into the county's library, end to end through
+:func:`tongban.engine.sync_edge` (read, map, validate, hash, Merkle, sign, verify, upsert, cursor).
+Each figure is printed beside its baseline from the same run, on the same rows:
+
+- PostgreSQL library: a raw ``COPY ... FROM STDIN (FORMAT csv)`` of the validated rows (meta columns
+  with constant values) into the same ``population`` table (timed: CSV rendering by pyarrow + COPY +
+  commit), and dlt (pyarrow table in, ``write_disposition="merge"``, primary key ``id_number``,
+  dlt's default loader file format) into a fresh dataset;
+- SQLite library: a raw ``executemany`` of the same rows into the same table (timed: tuples built from
+  Arrow, executemany, commit), and dlt's ``sqlalchemy`` destination when it works;
+- the no-change rerun, beside the bare incremental query over the same window on the source;
+- peak resident memory of a sync in a child process, beside the same child without the sync.
+
+Every Tongban run loads into a fresh target (new PostgreSQL schema / new SQLite file, schema migrated
+before the clock starts); the baselines load into the same, freshly migrated, empty table.
+
+Run: ``.venv/bin/python bench/sync.py [--rows N] [--postgres URL] [--repeat K] [--skip-dlt]``.
+PostgreSQL defaults to ``$TONGBAN_BENCH_POSTGRES_URL`` or ``postgresql+psycopg://postgres@127.0.0.1:5432/test``;
+when it cannot be reached only the SQLite part runs. ``--rows 10000000 --memory-only`` measures the
+SPEC's 10,000,000-row memory figure alone (the source file alone takes a few minutes to write).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import functools
+import io
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+
+import schemas
+from schemas.validate import Validator
+from tongban import engine
+from tongban.cli_exchange import initialize
+from tongban.config import Exchange, load_exchange
+from tongban.generate import _LAYOUTS, _local_rows, _write_mapping, population_table
+from tongban.store import META_COLUMNS, Library
+
+NATIONAL, PROVINCE, COUNTY = "000000", "630000", "630104"
+SYSTEM = f"{COUNTY}-gongan"
+EDGE = f"population.{SYSTEM}.{COUNTY}"
+LIB_ENV = "TONGBAN_BENCH_LIB_COUNTY"
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+GEN_CHUNK = 1_000_000  # rows generated at a time (bounds the setup's memory at 10M rows)
+WRITE_CHUNK = 100_000  # rows converted to local text and inserted at a time
+DEFECT_RATE = 0.001
+
+MiB = 2**20
+
+
+# -- setup ----------------------------------------------------------------------------------------------
+
+
+def make_source(base: Path, rows: int) -> Path:
+    """The county's 公安 system: ``systems/<county>/gongan.sqlite`` (table czrk) and its mapping YAML.
+
+    Rows come from :func:`tongban.generate.population_table` (0.1% planted defects) and are written in
+    the demo's local layout (pinyin columns, local status codes, naive Beijing times). Like a real
+    system's change-tracking column, ``gxsj`` is indexed (with the key, in the order the engine reads).
+    """
+    folder = base / "systems" / COUNTY
+    folder.mkdir(parents=True, exist_ok=True)
+    layout = _LAYOUTS["gongan"]
+    columns = list(layout.columns)
+    path = folder / "gongan.sqlite"
+    con = sqlite3.connect(path)
+    try:
+        con.execute("PRAGMA journal_mode=OFF")
+        con.execute("PRAGMA synchronous=OFF")
+        con.execute(f"CREATE TABLE czrk ({', '.join(f'{c} TEXT' for c in columns)})")
+        insert = f"INSERT INTO czrk VALUES ({', '.join('?' * len(columns))})"
+        for g, start in enumerate(range(0, rows, GEN_CHUNK)):
+            table = population_table(min(GEN_CHUNK, rows - start), seed=2026 + g, defect_rate=DEFECT_RATE)
+            for lo in range(0, table.num_rows, WRITE_CHUNK):
+                con.executemany(insert, _local_rows(table.slice(lo, WRITE_CHUNK), layout, {}, 0))
+            del table
+        con.execute("CREATE INDEX ix_czrk_gxsj ON czrk (gxsj, sfzh)")
+        con.commit()
+    finally:
+        con.close()
+    _write_mapping(folder / "gongan.mapping.yaml", "population", layout, "czrk")
+    return path
+
+
+def write_exchange(base: Path) -> Path:
+    path = base / "exchange.yaml"
+    path.write_text(
+        "\n".join(
+            [
+                "version: 1",
+                "spool: spool",
+                'trust: {root: "000000", list: keys/trust.json, keys: keys}',
+                'defaults: {batch_size: 262144, lookback: 10m, schedule: "@hourly", retries: 2}',
+                "nodes:",
+                f'  - {{code: "{NATIONAL}", name: 国家库, level: national, '
+                f'library: "sqlite:///libraries/{NATIONAL}.sqlite"}}',
+                f'  - {{code: "{PROVINCE}", name: 青海省, level: province, parent: "{NATIONAL}", '
+                f'library: "sqlite:///libraries/{PROVINCE}.sqlite"}}',
+                f'  - {{code: "{COUNTY}", name: 城西区, level: county, parent: "{PROVINCE}", '
+                f"library_env: {LIB_ENV}}}",
+                "systems:",
+                f'  - {{name: {SYSTEM}, node: "{COUNTY}", dataset: population, kind: sql, '
+                f'url: "sqlite:///systems/{COUNTY}/gongan.sqlite", table: czrk, cursor: gxsj, '
+                f"mapping: systems/{COUNTY}/gongan.mapping.yaml}}",
+                "offices: []",
+                "",
+            ]
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+# -- targets ----------------------------------------------------------------------------------------------
+
+
+class Target:
+    """Fresh county libraries of one kind, one per run; each is named through ``$TONGBAN_BENCH_LIB_COUNTY``."""
+
+    kind = ""
+
+    def __init__(self) -> None:
+        self.made: list[str] = []
+
+    def _new_url(self) -> str:
+        raise NotImplementedError
+
+    def fresh(self) -> str:
+        """A new, migrated, empty library; its URL is set in the environment for the exchange."""
+        url = self._new_url()
+        os.environ[LIB_ENV] = url
+        lib = Library(url, COUNTY)
+        try:
+            lib.migrate()
+        finally:
+            lib.dispose()
+        self.made.append(url)
+        return url
+
+    def forget(self, url: str) -> None:
+        lib = engine._LIBRARIES.pop(url, None)
+        if lib is not None:
+            lib.dispose()
+
+    def cleanup(self) -> None:
+        for url in self.made:
+            self.forget(url)
+
+
+class SqliteTarget(Target):
+    kind = "sqlite"
+
+    def __init__(self, base: Path) -> None:
+        super().__init__()
+        self.folder = base / "libraries"
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _new_url(self) -> str:
+        return f"sqlite:///{self.folder / f'{COUNTY}-{len(self.made) + 1}.sqlite'}"
+
+    def path(self, url: str) -> Path:
+        return Path(sa.make_url(url).database or "")
+
+    def forget(self, url: str) -> None:
+        super().forget(url)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path(url)}{suffix}").unlink(missing_ok=True)
+
+
+class PostgresTarget(Target):
+    kind = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.base = sa.make_url(url)
+        self.admin = sa.create_engine(self.base, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+        self.tag = f"tb_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.schemas: list[str] = []
+
+    def reachable(self) -> str | None:
+        try:
+            with self.admin.connect() as c:
+                c.exec_driver_sql("SELECT 1")
+        except Exception as exc:
+            return str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+        return None
+
+    def schema(self, name: str) -> None:
+        with self.admin.connect() as c:
+            c.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+            c.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+        self.schemas.append(name)
+
+    def _new_url(self) -> str:
+        name = f"{self.tag}_{len(self.made) + 1}"
+        self.schema(name)
+        return self.base.update_query_dict({"options": f"-csearch_path={name}"}).render_as_string(
+            hide_password=False
+        )
+
+    def drop(self, *names: str) -> None:
+        with self.admin.connect() as c:
+            for name in names:
+                c.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+    def forget(self, url: str) -> None:
+        super().forget(url)
+        self.drop(sa.make_url(url).query["options"].split("=", 1)[1])
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        self.drop(*self.schemas)
+        self.admin.dispose()
+
+    def dlt_credentials(self) -> str:
+        # dlt insists on a password; with trust authentication (the default test server) it is ignored.
+        url = self.base.set(drivername="postgresql")
+        if not url.password:
+            url = url.set(password="unused")
+        return url.render_as_string(hide_password=False)
+
+
+# -- the timed Tongban runs -----------------------------------------------------------------------------
+
+
+@dataclass
+class Timings:
+    """Seconds spent per engine step and inside a few named functions of each step."""
+
+    steps: dict[str, float] = field(default_factory=dict)
+    inner: dict[str, float] = field(default_factory=dict)
+    current: str = ""
+
+
+@contextlib.contextmanager
+def instrumented(timings: Timings, keep_valid: list[pa.Table] | None) -> Iterator[None]:
+    """Time the four steps of the very run sync_edge makes, and a few functions inside them.
+
+    Wrappers go around module attributes the engine looks up at call time; the overhead is a few
+    ``perf_counter`` calls per batch. With ``keep_valid`` the load step keeps the run's validated Arrow
+    files long enough to read them (the baselines' rows), then deletes them as the engine would.
+    """
+    patches: list[tuple[Any, str, Any]] = []
+
+    def patch(owner: Any, name: str, wrapper: Callable[[Any], Any]) -> None:
+        original = getattr(owner, name)
+        patches.append((owner, name, original))
+        setattr(owner, name, wrapper(original))
+
+    def step(name: str) -> Callable[[Any], Any]:
+        def wrap(fn: Any) -> Any:
+            @functools.wraps(fn)
+            def run(*args: Any, **kwargs: Any) -> Any:
+                timings.current = name
+                if name == "load" and keep_valid is not None:
+                    kwargs["keep_files"] = True
+                start = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    timings.steps[name] = timings.steps.get(name, 0.0) + time.perf_counter() - start
+                    if name == "load" and keep_valid is not None:
+                        run_dir = engine.path_of(args[1])
+                        for part in sorted(run_dir.glob("valid-*.arrow")):
+                            with pa.memory_map(str(part)) as src:
+                                keep_valid.append(pa.ipc.open_file(src).read_all())
+                        for f in run_dir.glob("*.arrow"):
+                            f.unlink()
+
+            return run
+
+        return wrap
+
+    def inner(label: str) -> Callable[[Any], Any]:
+        def wrap(fn: Any) -> Any:
+            @functools.wraps(fn)
+            def run(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    key = f"{timings.current}: {label}"
+                    timings.inner[key] = timings.inner.get(key, 0.0) + time.perf_counter() - start
+
+            return run
+
+        return wrap
+
+    def inner_iter(label: str) -> Callable[[Any], Any]:
+        """Time spent inside a generator (the source read), not in its consumer."""
+
+        def wrap(fn: Any) -> Any:
+            @functools.wraps(fn)
+            def run(*args: Any, **kwargs: Any) -> Iterator[Any]:
+                it = iter(fn(*args, **kwargs))
+                key = f"{timings.current}: {label}"
+                while True:
+                    start = time.perf_counter()
+                    try:
+                        item = next(it)
+                    except StopIteration:
+                        timings.inner[key] = timings.inner.get(key, 0.0) + time.perf_counter() - start
+                        return
+                    timings.inner[key] = timings.inner.get(key, 0.0) + time.perf_counter() - start
+                    yield item
+
+            return run
+
+        return wrap
+
+    for name in ("extract", "validate", "seal", "load"):
+        patch(engine, name, step(name))
+    patch(engine, "read_sql_incremental", inner_iter("read source (SQLAlchemy rows -> Arrow)"))
+    patch(engine, "_raw", inner("columns as binary (_raw)"))
+    patch(engine.Mapping, "apply", inner("mapping.apply"))
+    patch(Validator, "validate", inner("Validator.validate"))
+    patch(engine, "_payloads", inner("reject payloads"))
+    patch(engine, "row_hashes", inner("row_hashes (leaf SHA-256)"))
+    patch(engine, "merkle_root", inner("merkle_root"))
+    patch(engine, "seal_manifest", inner("sign manifest"))
+    patch(engine, "verify", inner("verify manifest + root"))
+    patch(engine, "_with_meta", inner("_with_meta"))
+    patch(engine, "_read_batch", inner("read validated batch"))
+    patch(Library, "load_batch", inner("Library.load_batch (one transaction)"))
+    patch(Library, "_stage", inner("  staging (COPY / executemany)"))
+    patch(Library, "_apply", inner("  set-based apply (incl. staging)"))
+    try:
+        yield
+    finally:
+        for owner, name, original in reversed(patches):
+            setattr(owner, name, original)
+
+
+@dataclass
+class SyncFigures:
+    first: float = float("inf")
+    rerun: float = float("inf")
+    summary: dict[str, Any] = field(default_factory=dict)
+    rerun_summary: dict[str, Any] = field(default_factory=dict)
+    timings: Timings = field(default_factory=Timings)
+
+
+def tongban_runs(ex: Exchange, target: Target, repeat: int, keep_valid: list[pa.Table] | None) -> SyncFigures:
+    """Best of ``repeat`` first full loads (each into a fresh library) and no-change reruns."""
+    out = SyncFigures()
+    for i in range(repeat):
+        url = target.fresh()
+        timings = Timings()
+        with instrumented(timings, keep_valid if i == 0 else None):
+            start = time.perf_counter()
+            summary = engine.sync_edge(ex, EDGE)
+            first = time.perf_counter() - start
+        start = time.perf_counter()
+        rerun_summary = engine.sync_edge(ex, EDGE)
+        rerun = time.perf_counter() - start
+        if first < out.first:
+            out.first, out.summary, out.timings = first, summary, timings
+        if rerun < out.rerun:
+            out.rerun, out.rerun_summary = rerun, rerun_summary
+        target.forget(url)
+        keep_valid = None
+    return out
+
+
+# -- baselines ----------------------------------------------------------------------------------------------
+
+
+def baseline_rows(valid: list[pa.Table]) -> pa.Table:
+    """The validated rows as the records table holds them; the meta columns get constant values."""
+    table = pa.concat_tables(valid).combine_chunks()
+    n = table.num_rows
+    names = schemas.get("population").names
+    now = pa.scalar(int(time.time() * 1e6), pa.timestamp("us", tz="UTC"))
+    meta = {
+        "_owner": table.column("_owner"),
+        "_hash": pa.repeat(pa.scalar("0" * 64), n),
+        "_batch": pa.repeat(pa.scalar("f" * 64), n),
+        "_leaf": pa.array(np.arange(n, dtype=np.int32)),
+        "_source": pa.repeat(pa.scalar(SYSTEM), n),
+        "_flags": table.column("_flags"),
+        "_synced_at": pa.repeat(now, n),
+    }
+    assert list(meta) == list(META_COLUMNS)
+    return pa.table({**{c: table.column(c) for c in names}, **meta})
+
+
+def copy_baseline(target: PostgresTarget, rows: pa.Table, repeat: int) -> float:
+    """Raw COPY (CSV rendered by pyarrow) into the same, truncated table; best of ``repeat``."""
+    url = target.fresh()
+    lib = Library(url, COUNTY)
+    cols = ", ".join(f'"{c}"' for c in rows.column_names)
+    best = float("inf")
+    try:
+        for _ in range(repeat):
+            with lib.engine.begin() as conn:
+                conn.exec_driver_sql("TRUNCATE population")
+            with lib.engine.connect() as conn:
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                start = time.perf_counter()
+                buf = io.BytesIO()
+                pacsv.write_csv(rows, buf, pacsv.WriteOptions(include_header=False, batch_size=65_536))
+                view = buf.getbuffer()
+                with raw.cursor() as cur, cur.copy(f"COPY population ({cols}) FROM STDIN (FORMAT csv)") as cp:
+                    for lo in range(0, len(view), MiB):
+                        cp.write(view[lo : lo + MiB])
+                conn.commit()
+                best = min(best, time.perf_counter() - start)
+                del view
+            with lib.engine.connect() as conn:
+                loaded = conn.exec_driver_sql("SELECT count(*) FROM population").scalar_one()
+                assert loaded == rows.num_rows, (loaded, rows.num_rows)
+    finally:
+        lib.dispose()
+        target.forget(url)
+    return best
+
+
+def sqlite_tuples(rows: pa.Table) -> Iterator[tuple[Any, ...]]:
+    """Rows as tuples in the library's physical SQLite form (dates and times as ISO text)."""
+    cols = []
+    for col in rows.columns:
+        if pa.types.is_timestamp(col.type):
+            col = pc.strftime(col, format="%Y-%m-%d %H:%M:%S")  # a µs timestamp prints SS.ffffff
+        elif pa.types.is_date(col.type):
+            col = pc.cast(col, pa.string())
+        cols.append(col.to_pylist())
+    return zip(*cols, strict=True)
+
+
+def executemany_baseline(target: SqliteTarget, rows: pa.Table, repeat: int) -> float:
+    """Raw sqlite3 executemany (tuples built from Arrow) + commit into the same table; best of ``repeat``."""
+    best = float("inf")
+    names = rows.column_names
+    sql = f"INSERT INTO population ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    for _ in range(repeat):
+        url = target.fresh()  # a new file: the same empty table the Tongban run started from
+        con = sqlite3.connect(target.path(url), isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")  # the library's own settings
+            con.execute("PRAGMA synchronous=NORMAL")
+            start = time.perf_counter()
+            con.execute("BEGIN")
+            con.executemany(sql, sqlite_tuples(rows))
+            con.execute("COMMIT")
+            best = min(best, time.perf_counter() - start)
+            loaded = con.execute("SELECT count(*) FROM population").fetchone()[0]
+            assert loaded == rows.num_rows, (loaded, rows.num_rows)
+        finally:
+            con.close()
+            target.forget(url)
+    return best
+
+
+def dlt_baseline(base: Path, destination: Any, dataset: str, rows: pa.Table, repeat: int, name: str) -> float:
+    """dlt: the pyarrow table in, merge on id_number, into a fresh dataset each time; best of ``repeat``."""
+    import dlt
+
+    best = float("inf")
+    for i in range(repeat):
+        pipeline = dlt.pipeline(
+            pipeline_name=f"{name}_{i}",
+            destination=destination,
+            dataset_name=dataset if repeat == 1 else f"{dataset}_{i}",
+            pipelines_dir=str(base / "dlt"),
+        )
+        start = time.perf_counter()
+        info = pipeline.run(rows, table_name="population", write_disposition="merge", primary_key="id_number")
+        best = min(best, time.perf_counter() - start)
+        if info.has_failed_jobs:
+            raise RuntimeError(f"dlt {name}: failed jobs")
+    return best
+
+
+def source_window_query(source: Path, lookback: int) -> float:
+    """The bare incremental query a no-change rerun must make: rows in the lookback window, by sqlite3."""
+    con = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    try:
+        last = con.execute("SELECT max(gxsj) FROM czrk").fetchone()[0]
+        since = (dt.datetime.fromisoformat(last) - dt.timedelta(seconds=lookback)).strftime(
+            "%Y-%m-%d %H:%M:%S"
+        )
+        start = time.perf_counter()
+        con.execute("SELECT * FROM czrk WHERE gxsj >= ? ORDER BY gxsj, sfzh", (since,)).fetchall()
+        return time.perf_counter() - start
+    finally:
+        con.close()
+
+
+# -- peak memory in a child process ---------------------------------------------------------------------------
+
+_CHILD = """
+import json, resource, sys, time
+from tongban import engine
+from tongban.config import load_exchange
+ex = load_exchange(sys.argv[1])
+engine.libraries(ex, "{county}").migrate()
+start = time.perf_counter()
+summary = engine.sync_edge(ex, "{edge}") if sys.argv[2] == "sync" else {{}}
+seconds = time.perf_counter() - start
+print(json.dumps({{"maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "seconds": seconds,
+                   "rows": summary.get("rows", 0)}}))
+"""
+
+
+def child_rss(config: Path, target: Target, mode: str) -> dict[str, Any]:
+    """Peak RSS (MiB) of a child process that syncs the edge into a fresh library (or only starts up)."""
+    url = target.fresh()
+    try:
+        code = _CHILD.format(county=COUNTY, edge=EDGE)
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(config), mode],
+            env=dict(os.environ, **{LIB_ENV: url}),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode:
+            raise RuntimeError(f"child sync failed:\n{done.stderr[-2000:]}")
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        out["mib"] = out["maxrss_kib"] / 1024
+        return out
+    finally:
+        target.forget(url)
+
+
+# -- report ---------------------------------------------------------------------------------------------------
+
+
+def rate(rows: int, seconds: float) -> str:
+    return f"{rows / seconds:,.0f}/s" if seconds and seconds != float("inf") else "-"
+
+
+def secs(seconds: float | None) -> str:
+    return "-" if seconds is None or seconds == float("inf") else f"{seconds:.2f} s"
+
+
+ROW = "{:<52}{:>12}{:>13}{:>12}{:>13}{:>9}{:>10}{:>6}"
+
+
+def print_row(
+    figure: str, tb: str, tb_rate: str, base: str, base_rate: str, ratio: str, goal: str, met: str
+) -> None:
+    print(ROW.format(figure, tb, tb_rate, base, base_rate, ratio, goal, met))
+
+
+def print_breakdown(title: str, t: Timings, total: float, rows: int) -> None:
+    print(f"\n{title}: {secs(total)} in all, {rate(rows, total)}")
+    for name in ("extract", "validate", "seal", "load"):
+        s = t.steps.get(name, 0.0)
+        print(f"  {name:<48}{s:>8.2f} s {100 * s / total:>5.1f}%")
+        for key, v in t.inner.items():
+            if key.startswith(f"{name}: "):
+                print(f"    {key[len(name) + 2 :]:<46}{v:>8.2f} s {100 * v / total:>5.1f}%")
+    other = total - sum(t.steps.values())
+    print(f"  {'outside the steps (sync_edge bookkeeping)':<48}{other:>8.2f} s {100 * other / total:>5.1f}%")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("TONGBAN_BENCH_POSTGRES_URL") or DEFAULT_PG,
+        help="PostgreSQL server for the PostgreSQL library (a fresh schema per run; dropped at the end)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="best of K runs per figure")
+    parser.add_argument("--skip-dlt", action="store_true", help="leave out the dlt baselines")
+    parser.add_argument("--memory-only", action="store_true", help="only the peak-memory figure")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args()
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+        f"pyarrow {pa.__version__}, sqlalchemy {sa.__version__}"
+    )
+    base = Path(tempfile.mkdtemp(prefix="tongban-bench-sync-"))
+    targets: list[Target] = []
+    try:
+        start = time.perf_counter()
+        source = make_source(base, args.rows)
+        config = write_exchange(base)
+        ex = load_exchange(config)
+        print(
+            f"setup: {args.rows:,} population rows ({DEFECT_RATE:.1%} planted defects) in {source.name} "
+            f"table czrk ({source.stat().st_size / MiB:,.0f} MiB), in {time.perf_counter() - start:.0f} s; "
+            f"batch {ex.batch_size:,} rows, lookback {ex.lookback_seconds} s; best of {args.repeat}"
+        )
+
+        pg = PostgresTarget(args.postgres)
+        problem = pg.reachable()
+        if problem:
+            print(f"PostgreSQL at {sa.make_url(args.postgres)!r} unreachable ({problem}): SQLite part only")
+            pg.admin.dispose()
+        else:
+            targets.append(pg)
+        lite = SqliteTarget(base)
+        targets.append(lite)
+        os.environ[LIB_ENV] = lite.fresh()  # initialize needs every library reachable
+        initialize(ex)  # keys and the signed trust list
+        lite.forget(os.environ[LIB_ENV])
+        mem_target: Target = targets[0]
+
+        if args.memory_only:
+            idle = child_rss(config, mem_target, "start")
+            run = child_rss(config, mem_target, "sync")
+            print(
+                f"\npeak RSS, {mem_target.kind} library: sync of {run['rows']:,} rows {run['mib']:,.0f} MiB "
+                f"in {run['seconds']:.1f} s; the same child without the sync {idle['mib']:,.0f} MiB; "
+                f"target < 1024 MiB at 10,000,000 rows: {'met' if run['mib'] < 1024 else 'NOT met'}"
+            )
+            return
+
+        valid: list[pa.Table] = []
+        pg_runs = lite_runs = None
+        if not problem:
+            print("running: Tongban into PostgreSQL ...", flush=True)
+            pg_runs = tongban_runs(ex, pg, args.repeat, valid)
+        print("running: Tongban into SQLite ...", flush=True)
+        lite_runs = tongban_runs(ex, lite, args.repeat, valid if pg_runs is None else None)
+        rows = baseline_rows(valid)
+        del valid
+        n = rows.num_rows
+        total = args.rows
+
+        copy_s = dlt_pg_s = dlt_lite_s = None
+        dlt_note = ""
+        if pg_runs is not None:
+            print("running: raw COPY ...", flush=True)
+            copy_s = copy_baseline(pg, rows, args.repeat)
+            if not args.skip_dlt:
+                print("running: dlt into PostgreSQL ...", flush=True)
+                import dlt
+
+                dataset = f"{pg.tag}_dlt"
+                pg.schemas += [dataset, f"{dataset}_staging"] + [
+                    f"{dataset}_{i}{s}" for i in range(args.repeat) for s in ("", "_staging")
+                ]
+                dlt_pg_s = dlt_baseline(
+                    base, dlt.destinations.postgres(credentials=pg.dlt_credentials()), dataset, rows,
+                    args.repeat, "bench_pg",
+                )  # fmt: skip
+        print("running: raw executemany ...", flush=True)
+        many_s = executemany_baseline(lite, rows, args.repeat)
+        if not args.skip_dlt:
+            print("running: dlt into SQLite ...", flush=True)
+            try:
+                import dlt
+
+                dlt_lite_s = dlt_baseline(
+                    base,
+                    dlt.destinations.sqlalchemy(credentials=f"sqlite:///{base / 'dlt-library.sqlite'}"),
+                    "main",
+                    rows,
+                    args.repeat,
+                    "bench_sqlite",
+                )
+            except Exception as exc:  # the sqlalchemy destination is optional here
+                dlt_note = f"dlt into SQLite skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        window_s = source_window_query(source, ex.lookback_seconds)
+        print(f"running: peak memory, child processes ({mem_target.kind} library) ...", flush=True)
+        idle = child_rss(config, mem_target, "start")
+        run = child_rss(config, mem_target, "sync")
+
+        # -- the table
+        print(
+            f"\nrows: {total:,} in the source, {n:,} accepted and loaded "
+            f"({lite_runs.summary.get('rejected', 0):,} rejected as failed transfers); "
+            "ratio = baseline time / Tongban time (higher is better for Tongban)\n"
+        )
+        print_row("figure", "Tongban", "rows/s", "baseline", "rows/s", "ratio", "target", "met?")
+        print("-" * 127)
+
+        def ratio_row(figure: str, tb: float, b: float | None, goal: float) -> None:
+            if b is None:
+                print_row(figure, secs(tb), rate(total, tb), "-", "-", "-", f">={goal:g}x", "-")
+                return
+            r = b / tb
+            print_row(
+                figure, secs(tb), rate(total, tb), secs(b), rate(n, b), f"{r:.2f}x", f">={goal:g}x",
+                "yes" if r >= goal else "NO",
+            )  # fmt: skip
+
+        if pg_runs is not None:
+            ratio_row("PostgreSQL library: sync vs raw COPY (csv)", pg_runs.first, copy_s, 0.6)
+            if not args.skip_dlt:
+                ratio_row("PostgreSQL library: sync vs dlt (arrow, merge)", pg_runs.first, dlt_pg_s, 3.0)
+        ratio_row("SQLite library: sync vs raw executemany", lite_runs.first, many_s, 0.6)
+        if not args.skip_dlt:
+            ratio_row("SQLite library: sync vs dlt sqlalchemy (merge)", lite_runs.first, dlt_lite_s, 3.0)
+        for label, runs in (("PostgreSQL", pg_runs), ("SQLite", lite_runs)):
+            if runs is not None:
+                rerun_rows = runs.rerun_summary.get("rows", 0)
+                print_row(
+                    f"{label} library: no-change rerun ({rerun_rows} rows re-read)",
+                    secs(runs.rerun), "-", secs(window_s), "-", f"{runs.rerun / window_s:.0f}x slower",
+                    "<1 s", "yes" if runs.rerun < 1 else "NO",
+                )  # fmt: skip
+        print_row(
+            f"peak RSS, {mem_target.kind} library sync (child)",
+            f"{run['mib']:,.0f} MiB", "-", f"{idle['mib']:,.0f} MiB", "-", f"+{run['mib'] - idle['mib']:,.0f} MiB",
+            "<1 GiB", ("yes" if run["mib"] < 1024 else "NO") + ("*" if total < 10_000_000 else ""),
+        )  # fmt: skip
+        print(
+            "\nbaselines: raw COPY = pyarrow CSV rendering + COPY FROM STDIN + commit; raw executemany = "
+            "tuples from Arrow + sqlite3 executemany + commit (WAL, synchronous=NORMAL, as the library); "
+            "dlt = pipeline.run(pyarrow table, merge on id_number) into a fresh dataset, default loader "
+            "file format, its own table; rerun baseline = the bare lookback-window query on the source "
+            "(sqlite3); peak RSS baseline = the same child process that imports, loads the config and "
+            f"migrates but does not sync. Child sync took {run['seconds']:.1f} s."
+        )
+        if total < 10_000_000:
+            print("* the SPEC's memory target is for 10,000,000 rows: run with --rows 10000000 --memory-only")
+        if dlt_note:
+            print(dlt_note)
+
+        if pg_runs is not None:
+            print_breakdown("PostgreSQL library, first sync by step", pg_runs.timings, pg_runs.first, total)
+        print_breakdown("SQLite library, first sync by step", lite_runs.timings, lite_runs.first, total)
+        for label, runs in (("PostgreSQL", pg_runs), ("SQLite", lite_runs)):
+            if runs is not None:
+                s = runs.summary
+                print(
+                    f"{label} first sync summary: rows {s['rows']:,}, inserted {s['inserted']:,}, "
+                    f"rejected {s['rejected']:,}, batches {s['batches']}; rerun: rows {runs.rerun_summary['rows']}, "
+                    f"unchanged {runs.rerun_summary['unchanged']}"
+                )
+    finally:
+        for t in targets:
+            with contextlib.suppress(Exception):
+                t.cleanup()
+        if args.keep:
+            print(f"kept: {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
