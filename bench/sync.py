@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,7 +253,33 @@ class Timings:
 
     steps: dict[str, float] = field(default_factory=dict)
     inner: dict[str, float] = field(default_factory=dict)
+    statements: dict[str, list[float]] = field(default_factory=dict)  # load step: label -> [seconds, count]
     current: str = ""
+
+
+def statement_label(sql: str) -> str:
+    """What a SQL statement of the load step does (the steps of ``Library._apply`` and the bookkeeping)."""
+    text = " ".join(sql.split())
+    head = text[:40].upper()
+    if head.startswith("CREATE TEMPORARY") or head.startswith("DROP TABLE"):
+        return "staging table create/drop"
+    if "_stored_owner" in text:
+        return "1. owner conflicts (stage JOIN records)"
+    if head.startswith("DELETE FROM _STAGE") and "_hash" in text:
+        return "2. delete unchanged rows (EXISTS on _hash)"
+    if head.startswith("DELETE FROM _STAGE"):
+        return "3. delete stale rows from stage"
+    if "_HISTORY" in head and "CASE" in text.upper():
+        return "4. replaced versions to history (JOIN)"
+    if "_HISTORY" in head:
+        return "3. stale rows to history (stage JOIN records)"
+    if "count(*)" in text.lower() and "_stage" in text:
+        return "5. count staged rows"
+    if "ON CONFLICT" in text.upper() and "_stage" in text:
+        return "5. upsert INSERT...SELECT...ON CONFLICT"
+    if head.startswith("INSERT INTO _STAGE"):
+        return "staging executemany (SQLite)"
+    return "other (ledger, state, checks, BEGIN/COMMIT)"
 
 
 @contextlib.contextmanager
@@ -331,6 +358,18 @@ def instrumented(timings: Timings, keep_valid: list[pa.Table] | None) -> Iterato
 
         return wrap
 
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        conn.info.setdefault("bench_started", []).append(time.perf_counter())
+
+    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        started = conn.info["bench_started"].pop()
+        if timings.current == "load":
+            entry = timings.statements.setdefault(statement_label(statement), [0.0, 0])
+            entry[0] += time.perf_counter() - started
+            entry[1] += 1
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", before)
+    sa.event.listen(sa.Engine, "after_cursor_execute", after)
     for name in ("extract", "validate", "seal", "load"):
         patch(engine, name, step(name))
     patch(engine, "read_sql_incremental", inner_iter("read source (SQLAlchemy rows -> Arrow)"))
@@ -352,6 +391,8 @@ def instrumented(timings: Timings, keep_valid: list[pa.Table] | None) -> Iterato
     finally:
         for owner, name, original in reversed(patches):
             setattr(owner, name, original)
+        sa.event.remove(sa.Engine, "before_cursor_execute", before)
+        sa.event.remove(sa.Engine, "after_cursor_execute", after)
 
 
 @dataclass
@@ -427,7 +468,7 @@ def copy_baseline(target: PostgresTarget, rows: pa.Table, repeat: int) -> float:
                 with raw.cursor() as cur, cur.copy(f"COPY population ({cols}) FROM STDIN (FORMAT csv)") as cp:
                     for lo in range(0, len(view), MiB):
                         cp.write(view[lo : lo + MiB])
-                conn.commit()
+                raw.commit()
                 best = min(best, time.perf_counter() - start)
                 del view
             with lib.engine.connect() as conn:
@@ -475,24 +516,46 @@ def executemany_baseline(target: SqliteTarget, rows: pa.Table, repeat: int) -> f
     return best
 
 
-def dlt_baseline(base: Path, destination: Any, dataset: str, rows: pa.Table, repeat: int, name: str) -> float:
-    """dlt: the pyarrow table in, merge on id_number, into a fresh dataset each time; best of ``repeat``."""
+def dlt_baseline(
+    base: Path, destination: Callable[[int], Any], dataset: Callable[[int], str], rows: pa.Table, repeat: int,
+    name: str, file_format: str | None,
+) -> tuple[float, str]:  # fmt: skip
+    """dlt: the pyarrow table in, merge on id_number, into a fresh dataset each time; best of ``repeat``.
+
+    Returns the best time and the loader file format dlt used.
+    """
     import dlt
 
-    best = float("inf")
+    best, used = float("inf"), "?"
     for i in range(repeat):
         pipeline = dlt.pipeline(
             pipeline_name=f"{name}_{i}",
-            destination=destination,
-            dataset_name=dataset if repeat == 1 else f"{dataset}_{i}",
+            destination=destination(i),
+            dataset_name=dataset(i),
             pipelines_dir=str(base / "dlt"),
         )
-        start = time.perf_counter()
-        info = pipeline.run(rows, table_name="population", write_disposition="merge", primary_key="id_number")
-        best = min(best, time.perf_counter() - start)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # dlt's own SQLAlchemy deprecation warnings
+            start = time.perf_counter()
+            info = pipeline.run(
+                rows,
+                table_name="population",
+                write_disposition="merge",
+                primary_key="id_number",
+                loader_file_format=file_format,  # type: ignore[arg-type]
+            )
+            best = min(best, time.perf_counter() - start)
         if info.has_failed_jobs:
             raise RuntimeError(f"dlt {name}: failed jobs")
-    return best
+        formats = {
+            job.job_file_info.file_format
+            for package in info.load_packages
+            for jobs in package.jobs.values()
+            for job in jobs
+            if job.job_file_info.table_name == "population"
+        }
+        used = ",".join(sorted(formats)) or "?"
+    return best, used
 
 
 def source_window_query(source: Path, lookback: int) -> float:
@@ -512,17 +575,30 @@ def source_window_query(source: Path, lookback: int) -> float:
 
 # -- peak memory in a child process ---------------------------------------------------------------------------
 
+# Peak RSS is read from /proc/self/status (VmHWM: this process's own high-water mark). getrusage's
+# ru_maxrss is no good here: Linux carries it over exec, so a child spawned by a big parent reports the
+# parent's peak (a child that only imports showed the parent's 820 MiB).
 _CHILD = """
 import json, resource, sys, time
 from tongban import engine
 from tongban.config import load_exchange
+
+def peak_kib():
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
 ex = load_exchange(sys.argv[1])
 engine.libraries(ex, "{county}").migrate()
 start = time.perf_counter()
 summary = engine.sync_edge(ex, "{edge}") if sys.argv[2] == "sync" else {{}}
 seconds = time.perf_counter() - start
-print(json.dumps({{"maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "seconds": seconds,
-                   "rows": summary.get("rows", 0)}}))
+print(json.dumps({{"maxrss_kib": peak_kib(), "seconds": seconds, "rows": summary.get("rows", 0)}}))
 """
 
 
@@ -558,15 +634,6 @@ def secs(seconds: float | None) -> str:
     return "-" if seconds is None or seconds == float("inf") else f"{seconds:.2f} s"
 
 
-ROW = "{:<52}{:>12}{:>13}{:>12}{:>13}{:>9}{:>10}{:>6}"
-
-
-def print_row(
-    figure: str, tb: str, tb_rate: str, base: str, base_rate: str, ratio: str, goal: str, met: str
-) -> None:
-    print(ROW.format(figure, tb, tb_rate, base, base_rate, ratio, goal, met))
-
-
 def print_breakdown(title: str, t: Timings, total: float, rows: int) -> None:
     print(f"\n{title}: {secs(total)} in all, {rate(rows, total)}")
     for name in ("extract", "validate", "seal", "load"):
@@ -577,6 +644,11 @@ def print_breakdown(title: str, t: Timings, total: float, rows: int) -> None:
                 print(f"    {key[len(name) + 2 :]:<46}{v:>8.2f} s {100 * v / total:>5.1f}%")
     other = total - sum(t.steps.values())
     print(f"  {'outside the steps (sync_edge bookkeeping)':<48}{other:>8.2f} s {100 * other / total:>5.1f}%")
+    print(
+        "  SQL statements of the load step (time in the driver; COPY / raw executemany staging not included):"
+    )
+    for label, (seconds, count) in sorted(t.statements.items(), key=lambda kv: -kv[1][0]):
+        print(f"    {label:<46}{seconds:>8.2f} s {100 * seconds / total:>5.1f}%  x{count}")
 
 
 def main() -> None:
@@ -589,10 +661,16 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=1, help="best of K runs per figure")
     parser.add_argument("--skip-dlt", action="store_true", help="leave out the dlt baselines")
+    parser.add_argument(
+        "--dlt-format",
+        choices=("insert_values", "csv", "parquet"),
+        help="dlt's loader file format (its default)",
+    )
     parser.add_argument("--memory-only", action="store_true", help="only the peak-memory figure")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
@@ -648,7 +726,7 @@ def main() -> None:
         total = args.rows
 
         copy_s = dlt_pg_s = dlt_lite_s = None
-        dlt_note = ""
+        dlt_note, dlt_pg_format, dlt_lite_format = "", "", ""
         if pg_runs is not None:
             print("running: raw COPY ...", flush=True)
             copy_s = copy_baseline(pg, rows, args.repeat)
@@ -656,13 +734,11 @@ def main() -> None:
                 print("running: dlt into PostgreSQL ...", flush=True)
                 import dlt
 
-                dataset = f"{pg.tag}_dlt"
-                pg.schemas += [dataset, f"{dataset}_staging"] + [
-                    f"{dataset}_{i}{s}" for i in range(args.repeat) for s in ("", "_staging")
-                ]
-                dlt_pg_s = dlt_baseline(
-                    base, dlt.destinations.postgres(credentials=pg.dlt_credentials()), dataset, rows,
-                    args.repeat, "bench_pg",
+                names = [f"{pg.tag}_dlt_{i}" for i in range(args.repeat)]
+                pg.schemas += [x for name in names for x in (name, f"{name}_staging")]
+                dlt_pg_s, dlt_pg_format = dlt_baseline(
+                    base, lambda i: dlt.destinations.postgres(credentials=pg.dlt_credentials()),
+                    lambda i: names[i], rows, args.repeat, "bench_pg", args.dlt_format,
                 )  # fmt: skip
         print("running: raw executemany ...", flush=True)
         many_s = executemany_baseline(lite, rows, args.repeat)
@@ -671,13 +747,16 @@ def main() -> None:
             try:
                 import dlt
 
-                dlt_lite_s = dlt_baseline(
+                dlt_lite_s, dlt_lite_format = dlt_baseline(
                     base,
-                    dlt.destinations.sqlalchemy(credentials=f"sqlite:///{base / 'dlt-library.sqlite'}"),
-                    "main",
+                    lambda i: dlt.destinations.sqlalchemy(
+                        credentials=f"sqlite:///{base / f'dlt-{i}.sqlite'}"
+                    ),
+                    lambda i: "main",
                     rows,
                     args.repeat,
                     "bench_sqlite",
+                    None,
                 )
             except Exception as exc:  # the sqlalchemy destination is optional here
                 dlt_note = f"dlt into SQLite skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
@@ -689,49 +768,65 @@ def main() -> None:
         # -- the table
         print(
             f"\nrows: {total:,} in the source, {n:,} accepted and loaded "
-            f"({lite_runs.summary.get('rejected', 0):,} rejected as failed transfers); "
-            "ratio = baseline time / Tongban time (higher is better for Tongban)\n"
+            f"({lite_runs.summary.get('rejected', 0):,} rejected as failed transfers); Tongban rows/s count "
+            "source rows, baselines loaded rows; ratio = baseline time / Tongban time (higher is better)\n"
         )
-        print_row("figure", "Tongban", "rows/s", "baseline", "rows/s", "ratio", "target", "met?")
-        print("-" * 127)
+        table: list[list[str]] = [
+            ["figure", "Tongban", "rows/s", "baseline", "rows/s", "ratio", "target", "met?"]
+        ]
 
         def ratio_row(figure: str, tb: float, b: float | None, goal: float) -> None:
             if b is None:
-                print_row(figure, secs(tb), rate(total, tb), "-", "-", "-", f">={goal:g}x", "-")
+                table.append([figure, secs(tb), rate(total, tb), "-", "-", "-", f">={goal:g}x", "-"])
                 return
             r = b / tb
-            print_row(
-                figure, secs(tb), rate(total, tb), secs(b), rate(n, b), f"{r:.2f}x", f">={goal:g}x",
-                "yes" if r >= goal else "NO",
+            table.append(
+                [figure, secs(tb), rate(total, tb), secs(b), rate(n, b), f"{r:.2f}x", f">={goal:g}x",
+                 "yes" if r >= goal else "NO"]
             )  # fmt: skip
 
         if pg_runs is not None:
-            ratio_row("PostgreSQL library: sync vs raw COPY (csv)", pg_runs.first, copy_s, 0.6)
+            ratio_row("PostgreSQL: sync vs raw COPY (csv)", pg_runs.first, copy_s, 0.6)
             if not args.skip_dlt:
-                ratio_row("PostgreSQL library: sync vs dlt (arrow, merge)", pg_runs.first, dlt_pg_s, 3.0)
-        ratio_row("SQLite library: sync vs raw executemany", lite_runs.first, many_s, 0.6)
+                ratio_row(
+                    f"PostgreSQL: sync vs dlt (arrow, merge, {dlt_pg_format})", pg_runs.first, dlt_pg_s, 3.0
+                )
+        ratio_row("SQLite: sync vs raw executemany", lite_runs.first, many_s, 0.6)
         if not args.skip_dlt:
-            ratio_row("SQLite library: sync vs dlt sqlalchemy (merge)", lite_runs.first, dlt_lite_s, 3.0)
+            ratio_row(
+                f"SQLite: sync vs dlt sqlalchemy (merge, {dlt_lite_format or 'skipped'})",
+                lite_runs.first, dlt_lite_s, 3.0,
+            )  # fmt: skip
         for label, runs in (("PostgreSQL", pg_runs), ("SQLite", lite_runs)):
             if runs is not None:
-                rerun_rows = runs.rerun_summary.get("rows", 0)
-                print_row(
-                    f"{label} library: no-change rerun ({rerun_rows} rows re-read)",
-                    secs(runs.rerun), "-", secs(window_s), "-", f"{runs.rerun / window_s:.0f}x slower",
-                    "<1 s", "yes" if runs.rerun < 1 else "NO",
+                table.append(
+                    [f"{label}: no-change rerun ({runs.rerun_summary.get('rows', 0)} rows in the window)",
+                     secs(runs.rerun), "-", f"{1000 * window_s:.1f} ms", "-", "-", "<1 s",
+                     "yes" if runs.rerun < 1 else "NO"]
                 )  # fmt: skip
-        print_row(
-            f"peak RSS, {mem_target.kind} library sync (child)",
-            f"{run['mib']:,.0f} MiB", "-", f"{idle['mib']:,.0f} MiB", "-", f"+{run['mib'] - idle['mib']:,.0f} MiB",
-            "<1 GiB", ("yes" if run["mib"] < 1024 else "NO") + ("*" if total < 10_000_000 else ""),
+        table.append(
+            [f"peak RSS of the sync ({mem_target.kind} library, child)", f"{run['mib']:,.0f} MiB", "-",
+             f"{idle['mib']:,.0f} MiB", "-", f"+{run['mib'] - idle['mib']:,.0f} MiB", "<1 GiB",
+             ("yes" if run["mib"] < 1024 else "NO") + ("*" if total < 10_000_000 else "")]
         )  # fmt: skip
+        widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+        for k, r in enumerate(table):
+            print(
+                "  ".join(
+                    c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)
+                ).rstrip()
+            )
+            if k == 0:
+                print("-" * (sum(widths) + 2 * (len(widths) - 1)))
         print(
-            "\nbaselines: raw COPY = pyarrow CSV rendering + COPY FROM STDIN + commit; raw executemany = "
-            "tuples from Arrow + sqlite3 executemany + commit (WAL, synchronous=NORMAL, as the library); "
-            "dlt = pipeline.run(pyarrow table, merge on id_number) into a fresh dataset, default loader "
-            "file format, its own table; rerun baseline = the bare lookback-window query on the source "
-            "(sqlite3); peak RSS baseline = the same child process that imports, loads the config and "
-            f"migrates but does not sync. Child sync took {run['seconds']:.1f} s."
+            "\nbaselines (same rows, same empty table):\n"
+            "  raw COPY       = pyarrow.csv.write_csv + COPY ... FROM STDIN (FORMAT csv) + commit\n"
+            "  raw executemany = tuples from Arrow + sqlite3 executemany + commit (WAL, synchronous=NORMAL)\n"
+            "  dlt            = pipeline.run(pyarrow table, write_disposition=merge, primary_key=id_number),\n"
+            "                   fresh dataset, its own table; the loader file format dlt used is named\n"
+            "  rerun          = the bare lookback-window query on the source by sqlite3 (the floor of any rerun)\n"
+            "  peak RSS       = the same child process (imports, config, migrate) without the sync; "
+            f"the child's sync took {run['seconds']:.1f} s"
         )
         if total < 10_000_000:
             print("* the SPEC's memory target is for 10,000,000 rows: run with --rows 10000000 --memory-only")

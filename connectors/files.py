@@ -54,6 +54,40 @@ def _csv_header(path: Path, encoding: str) -> list[str]:
     return [h.lstrip("\ufeff").strip() for h in header]
 
 
+def _unclosed_quote(path: Path, encoding: str) -> ExtractError | None:
+    """An error if the file ends inside a quoted value (cut short mid-field), else None.
+
+    Arrow's reader takes an unclosed quote at the end of the file as a complete value. In a
+    well-formed file every quote pairs up (a field's opening and closing quote, doubled quotes inside
+    it), so an odd count marks a file to check; the check reads it with the strict csv module. Only
+    for encodings where quote, comma and newline are single ASCII bytes (UTF-8, GB 18030...).
+    """
+    try:
+        if not '",\n'.encode(encoding).endswith(b'",\n'):  # (after a BOM, for utf-8-sig)
+            return None
+    except (LookupError, UnicodeError):
+        return None
+    odd = False
+    with path.open("rb") as fh:
+        while chunk := fh.read(CSV_BLOCK_BYTES):
+            odd ^= bool(chunk.count(b'"') & 1)
+    if not odd:
+        return None
+    with path.open(encoding="latin-1", newline="") as fh:  # byte for byte: the ASCII bytes are what count
+        reader = csv.reader(fh, strict=True)
+        try:
+            for _ in reader:
+                pass
+        except csv.Error as exc:
+            return ExtractError(
+                "FILE_MALFORMED",
+                f"CSV 文件损坏或被截断（引号未闭合）：{exc}",
+                f"CSV file is malformed or truncated (unclosed quote): {exc}",
+                f"{path}:{reader.line_num}",
+            )
+    return None
+
+
 def _read_csv(path: Path, batch_size: int, encoding: str) -> Iterator[pa.RecordBatch]:
     header = _csv_header(path, encoding)
     dupes = sorted({h for h in header if header.count(h) > 1})
@@ -64,6 +98,9 @@ def _read_csv(path: Path, batch_size: int, encoding: str) -> Iterator[pa.RecordB
             f"duplicate columns in header: {', '.join(dupes)}",
             f"{path}:1",
         )
+    unclosed = _unclosed_quote(path, encoding)
+    if unclosed is not None:
+        raise unclosed
     # Small blocks keep the reader's read-ahead (and so memory) small; rebatch() regroups them.
     read = pacsv.ReadOptions(
         column_names=header,

@@ -112,44 +112,63 @@ def people(
     return [person(county, i, ts=ts(i) if callable(ts) else ts) for i in range(start, start + n)]
 
 
+def canonical(row: dict[str, Any]) -> dict[str, Any]:
+    """A register row under canonical names and codes, its time with the +08:00 offset (for CSV drops)."""
+    out = {LOCAL_COLUMNS[k]: v for k, v in row.items()}
+    out["status"] = {v: k for k, v in STATUS_CODES.items()}[row["ryzt"]]
+    out["updated_at"] = row["gxsj"].replace(" ", "T") + "+08:00"
+    return out
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """CSV of register rows under canonical names; the address last and quoted (it may hold commas)."""
+    columns = [c for c in LOCAL_COLUMNS.values() if c != "household_address"] + ["household_address"]
+    lines = [",".join(columns)]
+    for row in rows:
+        values = canonical(row)
+        cells = ["" if values[c] is None else str(values[c]) for c in columns]
+        cells[-1] = '"' + cells[-1].replace('"', '""') + '"'
+        lines.append(",".join(cells))
+    return "\n".join(lines) + "\n"
+
+
 class Register:
     """A county's local SQLite system (table ``czrk`` with local column names)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.execute(CZRK_DDL)
+        db = sqlite3.connect(path)
+        db.execute(CZRK_DDL)
+        db.close()
 
-    def _db(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path)
+    def _write(self, sql: str, params: list[tuple[Any, ...]]) -> int:
+        db = sqlite3.connect(self.path)
+        try:
+            with db:  # one transaction
+                return db.executemany(sql, params).rowcount
+        finally:
+            db.close()
 
     def put(self, rows: list[dict[str, Any]]) -> None:
         """Insert or replace rows."""
         cols = list(LOCAL_COLUMNS)
-        with self._db() as db:
-            db.executemany(
-                f"insert or replace into czrk ({', '.join(cols)}) values ({', '.join('?' for _ in cols)})",
-                [tuple(r.get(c) for c in cols) for r in rows],
-            )
-        db.close()
+        sql = f"insert or replace into czrk ({', '.join(cols)}) values ({', '.join('?' for _ in cols)})"
+        self._write(sql, [tuple(r.get(c) for c in cols) for r in rows])
 
     def update(self, key: str, **values: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
-        with self._db() as db:
-            done = db.execute(f"update czrk set {sets} where sfzh = ?", (*values.values(), key)).rowcount
-        db.close()
-        assert done == 1, key
+        assert self._write(f"update czrk set {sets} where sfzh = ?", [(*values.values(), key)]) == 1, key
 
     def rows(self) -> list[dict[str, Any]]:
-        db = self._db()
+        db = sqlite3.connect(self.path)
         db.row_factory = sqlite3.Row
         try:
             return [dict(r) for r in db.execute("select * from czrk order by gxsj, sfzh")]
         finally:
             db.close()
 
-    def keys(self) -> set[str]:
+    def key_set(self) -> set[str]:
         return {r["sfzh"] for r in self.rows()}
 
 

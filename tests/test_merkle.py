@@ -152,8 +152,8 @@ def test_empty_inputs() -> None:
 # --- Merkle trees -------------------------------------------------------------------------------------
 
 
-def _node(a: bytes, b: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + a + b).digest()
+def _node(*children: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + b"".join(children)).digest()
 
 
 def _naive_root(leaves: list[bytes]) -> bytes:
@@ -161,10 +161,8 @@ def _naive_root(leaves: list[bytes]) -> bytes:
         return EMPTY_ROOT
     level = leaves
     while len(level) > 1:
-        nxt = [_node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
+        groups = [level[i : i + 16] for i in range(0, len(level), 16)]
+        level = [g[0] if len(g) == 1 else _node(*g) for g in groups]
     return level[0]
 
 
@@ -172,7 +170,7 @@ def _leaves(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n, 32), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 9, 33, 100])
+@pytest.mark.parametrize("n", [1, 2, 3, 15, 16, 17, 31, 32, 33, 256, 257, 300, 4113])
 def test_root_matches_naive(n: int) -> None:
     leaves = _leaves(n, n)
     assert merkle_root(leaves) == _naive_root([bytes(x) for x in leaves])
@@ -198,7 +196,7 @@ def test_bad_leaves_rejected() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(min_value=1, max_value=70), st.integers(min_value=0, max_value=2**32 - 1), st.data())
+@given(st.integers(min_value=1, max_value=600), st.integers(min_value=0, max_value=2**32 - 1), st.data())
 def test_every_proof_verifies_and_a_flipped_bit_fails(n: int, seed: int, data: st.DataObject) -> None:
     leaves = _leaves(n, seed)
     root = merkle_root(leaves)
@@ -206,7 +204,7 @@ def test_every_proof_verifies_and_a_flipped_bit_fails(n: int, seed: int, data: s
         leaf = bytes(leaves[index])
         proof = merkle_proof(leaves, index)
         assert verify_proof(leaf, proof, root)
-        assert len(proof) <= max(1, (n - 1).bit_length())
+        assert len(proof) <= max(1, -(-(n - 1).bit_length() // 4))
     index = data.draw(st.integers(min_value=0, max_value=n - 1))
     leaf, proof = bytes(leaves[index]), merkle_proof(leaves, index)
     bit = data.draw(st.integers(min_value=0, max_value=255))
@@ -218,20 +216,25 @@ def test_every_proof_verifies_and_a_flipped_bit_fails(n: int, seed: int, data: s
     assert not verify_proof(leaf, proof, bytes(bad_root))
     if proof:
         step = data.draw(st.integers(min_value=0, max_value=len(proof) - 1))
-        side, sibling = proof[step]
-        tampered = bytearray(sibling)
+        pos, siblings = proof[step]
+        which = data.draw(st.integers(min_value=0, max_value=len(siblings) - 1))
+        tampered = bytearray(siblings[which])
         tampered[bit // 8] ^= 1 << (bit % 8)
-        assert not verify_proof(leaf, [*proof[:step], (side, bytes(tampered)), *proof[step + 1 :]], root)
-        other = "L" if side == "R" else "R"
-        assert not verify_proof(leaf, [*proof[:step], (other, sibling), *proof[step + 1 :]], root)
+        changed = [*siblings[:which], bytes(tampered), *siblings[which + 1 :]]
+        assert not verify_proof(leaf, [*proof[:step], (pos, changed), *proof[step + 1 :]], root)
+        other = (pos + 1) % (len(siblings) + 1)
+        if siblings[min(pos, len(siblings) - 1)] != leaf:
+            assert not verify_proof(leaf, [*proof[:step], (other, siblings), *proof[step + 1 :]], root)
 
 
 def test_malformed_proofs_are_false() -> None:
     leaves = _leaves(4)
     root = merkle_root(leaves)
     leaf = bytes(leaves[0])
-    assert not verify_proof(leaf, [("X", bytes(32))], root)
-    assert not verify_proof(leaf, [("L", b"short")], root)
+    assert not verify_proof(leaf, [("X", [bytes(32)])], root)  # type: ignore[list-item]
+    assert not verify_proof(leaf, [(0, [b"short"])], root)
+    assert not verify_proof(leaf, [(5, [bytes(32)])], root)
+    assert not verify_proof(leaf, [(0, [])], root)
     assert not verify_proof(leaf, ["nonsense"], root)  # type: ignore[list-item]
     assert not verify_proof(leaf, [], root)
 

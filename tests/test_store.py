@@ -260,6 +260,12 @@ def test_row_owned_by_another_node_is_an_owner_conflict(lib: Library) -> None:
     assert failure["edge"] == other.edge and failure["batch_id"] == f"{other.edge}-0001"
     assert A in failure["message_en"] and B in failure["message_en"] and "冒名" in failure["payload"]
     assert lib.state(other.edge)["rows_failed"] == 1
+    # The same row again (a lookback re-read) is still refused, and kept once.
+    again = other.load([resident(1, name="冒名", updated_at=T2, household_division=B)], owner=B)
+    assert (again.conflicts, again.updated, again.conflict_keys) == (0, 0, [key(1)])
+    assert len(lib.failures(code="OWNER_CONFLICT")) == 1 and lib.record("population", key(1))["_owner"] == A
+    changed = other.load([resident(1, name="又冒名", updated_at=T3, household_division=B)], owner=B)
+    assert changed.conflicts == 1 and len(lib.failures(code="OWNER_CONFLICT")) == 2
 
 
 def test_migration_moves_ownership_and_keeps_both_histories(lib: Library) -> None:
@@ -282,6 +288,11 @@ def test_migration_moves_ownership_and_keeps_both_histories(lib: Library) -> Non
         (A, "moved_out", "migrated"),
     ]
     assert lib.record("population", key(2))["_owner"] == A
+    # A re-reads its moved_out version (lookback): a version the library keeps, so no conflict.
+    replay = a.load([resident(1, status="moved_out", moved_to=B, updated_at=T2)])
+    assert (replay.unchanged, replay.conflicts, replay.updated, replay.stale) == (1, 0, 0, 0)
+    assert len(lib.history("population", key(1))) == 2 and lib.record("population", key(1))["_owner"] == B
+    assert [f["row_key"] for f in lib.failures(code="OWNER_CONFLICT")] == [key(2), key(1)]
 
 
 def test_tombstones_are_updates_never_deletes(lib: Library) -> None:
@@ -308,7 +319,9 @@ def test_tombstones_are_updates_never_deletes(lib: Library) -> None:
 def test_rejected_rows_are_failed_transfers_of_the_batch(lib: Library) -> None:
     edge = Edge(lib)
     rejects = [
-        FailedRow(2, key(7), ["ID_CHECKSUM"], "校验码错误", "check character", {"id_number": key(7)}, "czrk:2"),
+        FailedRow(
+            2, key(7), ["ID_CHECKSUM"], "校验码错误", "check character", {"id_number": key(7)}, "czrk:2"
+        ),
         FailedRow(5, None, ["REQUIRED", "DATE_INVALID"], "必填", "required", {"name": "无名"}, "czrk:5"),
     ]
     result = edge.load([resident(1)], rejected=rejects)
@@ -358,7 +371,14 @@ def test_cursor_and_counters_are_stored_with_the_batch(lib: Library) -> None:
 
 
 def test_record_failure_counts_run_attempts(lib: Library) -> None:
-    kw = {"kind": "run", "edge": EDGE, "dataset": "population", "source": A, "message_zh": "z", "message_en": "e"}
+    kw = {
+        "kind": "run",
+        "edge": EDGE,
+        "dataset": "population",
+        "source": A,
+        "message_zh": "z",
+        "message_en": "e",
+    }
     first = lib.record_failure(codes=["SQL_UNREACHABLE"], **kw)
     again = lib.record_failure(codes=["SQL_UNREACHABLE"], **kw)
     assert first == again and lib.failure(first)["attempts"] == 2

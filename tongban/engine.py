@@ -297,6 +297,7 @@ def extract(
                         writer.close()
                 except ExtractError as exc:
                     (run / name).unlink(missing_ok=True)
+                    digest = drop.sha256  # (read before the file moves)
                     moved = quarantine(drop.path, system.folder, exc.code)
                     target.record_failure(
                         kind="file",
@@ -307,7 +308,7 @@ def extract(
                         message_zh=exc.message_zh,
                         message_en=exc.message_en,
                         where=exc.where,
-                        payload={"file": str(moved), "sha256": drop.sha256},
+                        payload={"file": str(moved), "sha256": digest},
                     )
                     quarantined.append({"file": str(drop.path), "moved_to": str(moved), "code": exc.code})
                     continue
@@ -617,6 +618,8 @@ def load(
             system = ex.systems[edge.source]
             if origin.exists() and system.folder is not None:
                 archive(origin, system.folder)
+    if not sealed:
+        lib.note_success(edge.id, plan.dataset, edge.source)
     summary = {**meta, **totals, "finished_at": _now().isoformat()}
     _write_json(run / "load.json", summary)
     if not keep_files:

@@ -9,8 +9,13 @@ listed columns, in order, each rendered as text and joined by ``b"\\x1f"``:
 * NULL as the single byte ``b"\\x00"``, so NULL and the empty string differ.
 
 Validated text never holds control characters (:func:`schemas.coerce.read_text` rejects them), so
-``\\x1f`` and ``\\x00`` cannot occur inside a value and the rendering is unambiguous. Interior nodes are ``sha256(b"\\x01" + left + right)`` (RFC 6962); an
-odd node at the end of a level is promoted unchanged; the root of no leaves is ``sha256(b"")``.
+``\\x1f`` and ``\\x00`` cannot occur inside a value and the rendering is unambiguous.
+
+The tree has up to :data:`ARITY` (16) children per node: an interior node is ``sha256(b"\\x01" +
+children)`` over its 2 to 16 children in order (domain-separated from leaves as in RFC 6962); a lone node
+at the end of a level is promoted unchanged; the root of no leaves is ``sha256(b"")``. Sixteen children
+per node need a fifteenth of the hashes of a binary tree (hashing cost here is per call, not per byte),
+and a proof of one row among 262,144 is five steps.
 
 >>> import pyarrow as pa
 >>> t = pa.table({"a": ["x", None], "b": [1, 2]})
@@ -37,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = [
+    "ARITY",
     "EMPTY_ROOT",
     "canonical_row",
     "leaf_hash",
@@ -50,6 +56,7 @@ __all__ = [
 
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
+ARITY = 16  # children per interior node
 SEPARATOR = b"\x1f"
 NULL = b"\x00"
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -207,15 +214,21 @@ def _as_leaves(leaves: np.ndarray | Sequence[bytes]) -> np.ndarray:
 
 
 def _next_level(level: np.ndarray) -> np.ndarray:
-    """Hash pairs of ``level``; an odd last node is promoted unchanged."""
+    """Hash groups of :data:`ARITY` nodes of ``level``; a lone last node is promoted unchanged."""
     m = len(level)
-    pairs = m // 2
-    joined = np.ascontiguousarray(level[: 2 * pairs]).reshape(pairs, 64).view(np.dtype("V64")).reshape(pairs)
-    digests = _hash_all(_NODE_BASE, joined.tolist())
-    up = np.empty(((m + 1) // 2, 32), dtype=np.uint8)
-    up[:pairs] = np.frombuffer(digests, dtype=np.uint8).reshape(pairs, 32)
-    if m % 2:
-        up[pairs] = level[m - 1]
+    full, rest = divmod(m, ARITY)
+    up = np.empty((full + (1 if rest else 0), 32), dtype=np.uint8)
+    if full:
+        width = 32 * ARITY
+        joined = np.ascontiguousarray(level[: full * ARITY]).reshape(full, width).view(np.dtype(f"V{width}"))
+        digests = _hash_all(_NODE_BASE, joined.reshape(full).tolist())
+        up[:full] = np.frombuffer(digests, dtype=np.uint8).reshape(full, 32)
+    if rest == 1:
+        up[full] = level[m - 1]
+    elif rest:
+        up[full] = np.frombuffer(
+            hashlib.sha256(NODE_PREFIX + level[full * ARITY :].tobytes()).digest(), np.uint8
+        )
     return up
 
 
@@ -233,9 +246,11 @@ def merkle_root(leaves: np.ndarray | Sequence[bytes]) -> bytes:
     >>> merkle_root([]) == EMPTY_ROOT
     True
     >>> a, b, c = (bytes([i]) * 32 for i in range(3))
-    >>> node = lambda x, y: hashlib.sha256(b"\\x01" + x + y).digest()
-    >>> merkle_root([a]) == a, merkle_root([a, b, c]) == node(node(a, b), c)
+    >>> node = lambda *children: hashlib.sha256(b"\\x01" + b"".join(children)).digest()
+    >>> merkle_root([a]) == a, merkle_root([a, b, c]) == node(a, b, c)
     (True, True)
+    >>> merkle_root([a] * 17) == node(node(*[a] * 16), a)
+    True
     """
     arr = _as_leaves(leaves)
     if len(arr) == 0:
@@ -246,43 +261,48 @@ def merkle_root(leaves: np.ndarray | Sequence[bytes]) -> bytes:
     return level[0].tobytes()
 
 
-def merkle_proof(leaves: np.ndarray | Sequence[bytes], index: int) -> list[tuple[str, bytes]]:
-    """The audit path of leaf ``index``: ``(side, sibling)`` from the bottom up.
+def merkle_proof(leaves: np.ndarray | Sequence[bytes], index: int) -> list[tuple[int, list[bytes]]]:
+    """The audit path of leaf ``index`` from the bottom up: per level, the node's position among its
+    siblings and the siblings in order (``node = H(1 + siblings[:pos] + node + siblings[pos:])``).
 
-    ``side`` is ``"L"`` when the sibling is on the left (``node = H(1 + sibling + node)``) and ``"R"``
-    when it is on the right; levels where the node is promoted alone add nothing.
+    Levels where the node is promoted alone add nothing.
     """
     arr = _as_leaves(leaves)
     if not 0 <= index < len(arr):
         raise IndexError(f"leaf index {index} out of range for {len(arr)} leaves")
-    proof: list[tuple[str, bytes]] = []
+    proof: list[tuple[int, list[bytes]]] = []
     i = index
     for level in _levels(arr):
         m = len(level)
         if m == 1:
             break
-        if i % 2:
-            proof.append(("L", level[i - 1].tobytes()))
-        elif i + 1 < m:
-            proof.append(("R", level[i + 1].tobytes()))
-        i //= 2
+        start = (i // ARITY) * ARITY
+        group = level[start : min(start + ARITY, m)]
+        if len(group) > 1:
+            pos = i - start
+            proof.append((pos, [group[k].tobytes() for k in range(len(group)) if k != pos]))
+        i //= ARITY
     return proof
 
 
-def verify_proof(leaf: bytes, proof: Sequence[tuple[str, bytes]], root: bytes) -> bool:
+def verify_proof(leaf: bytes, proof: Sequence[tuple[int, Sequence[bytes]]], root: bytes) -> bool:
     """Whether ``proof`` leads from ``leaf`` to ``root``; a malformed proof is simply ``False``."""
     node = bytes(leaf)
     for step in proof:
         try:
-            side, sibling = step
+            pos, siblings = step
         except (TypeError, ValueError):
             return False
-        if not isinstance(sibling, bytes | bytearray) or len(sibling) != 32:
+        if (
+            not isinstance(pos, int)
+            or isinstance(pos, bool)
+            or not isinstance(siblings, list | tuple)
+            or not 1 <= len(siblings) < ARITY
+            or not 0 <= pos <= len(siblings)
+            or any(not isinstance(x, bytes | bytearray) or len(x) != 32 for x in siblings)
+        ):
             return False
-        if side == "L":
-            node = hashlib.sha256(NODE_PREFIX + sibling + node).digest()
-        elif side == "R":
-            node = hashlib.sha256(NODE_PREFIX + node + sibling).digest()
-        else:
-            return False
+        node = hashlib.sha256(
+            NODE_PREFIX + b"".join(siblings[:pos]) + node + b"".join(siblings[pos:])
+        ).digest()
     return node == bytes(root)

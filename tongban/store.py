@@ -381,6 +381,27 @@ class Library:
                     )
                 )
 
+    def note_success(self, edge: str, dataset: str, source: str) -> None:
+        """Record a run that found nothing new: the edge is current as of now."""
+        t = self.tables["sync_state"]
+        now = _utcnow()
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                t.update().where(t.c.edge == edge).values(last_attempt=now, last_success=now, last_error=None)
+            ).rowcount
+            if not done:
+                conn.execute(
+                    t.insert().values(
+                        edge=edge,
+                        dataset=dataset,
+                        source=source,
+                        target=self.node,
+                        last_attempt=now,
+                        last_success=now,
+                    )
+                )
+            self.resolve_runs(edge, conn)
+
     def reset_cursor(self, edge: str) -> None:
         """Forget the edge's cursor so the next run reads the whole source (the chain is kept)."""
         t = self.tables["sync_state"]
@@ -716,45 +737,76 @@ class Library:
                     conflict,
                     sa.not_(sa.and_(r.c.status == status, sa.func.coalesce(r.c[moved_to], "") == s.c._owner)),
                 )
+            # A version this library keeps in history is a re-read (the lookback window), not a claim:
+            # e.g. the old owner's moved_out record after the new owner took it over. It is unchanged.
+            kept = history.alias("kept")
+            known = sa.exists(
+                sa.select(kept.c[key]).where(kept.c[key] == s.c[key], kept.c._hash == s.c._hash)
+            )
             clash = conn.execute(
-                sa.select(s, r.c._owner.label("_stored_owner")).select_from(joined).where(conflict)
+                sa.select(s, r.c._owner.label("_stored_owner"), known.label("_known"))
+                .select_from(joined)
+                .where(conflict)
             ).mappings()
-            clashes = [dict(row) for row in clash]
+            found = [dict(row) for row in clash]
+            repeats = {c[key] for c in found if c.pop("_known")}
+            if repeats:
+                result.unchanged = conn.execute(stage.delete().where(stage.c[key].in_(repeats))).rowcount
+            clashes = [c for c in found if c[key] not in repeats]
             if clashes:
                 keys = [c[key] for c in clashes]
                 conn.execute(stage.delete().where(stage.c[key].in_(keys)))
                 failed = self.tables["failed_transfers"]
-                conn.execute(
-                    failed.insert(),
-                    [
-                        {
-                            "kind": "row",
-                            "state": "open",
-                            "edge": edge,
-                            "dataset": spec.name,
-                            "source": source,
-                            "target": self.node,
-                            "batch_id": batch_id,
-                            "row_number": c["_leaf"] + 1,
-                            "row_key": c[key],
-                            "codes": "OWNER_CONFLICT",
-                            "message_zh": f"记录属于节点 {c['_stored_owner']}，{c['_owner']} 无权更新（未办理迁移）",
-                            "message_en": f"the record belongs to node {c['_stored_owner']}; "
-                            f"{c['_owner']} may not update it (no migration)",
-                            "payload": dumps({k: v for k, v in c.items() if k != "_stored_owner"}),
-                            "attempts": 1,
-                            "created_at": now,
-                            "updated_at": now,
-                        }
-                        for c in clashes
-                    ],
+                # A conflict re-read in the lookback window is kept once (by edge, key and content hash).
+                for c in clashes:
+                    c["_digest"] = hashlib.sha256(
+                        dumps([edge, c[key], ["OWNER_CONFLICT"], c["_hash"]]).encode()
+                    ).hexdigest()
+                open_digests = set(
+                    conn.execute(
+                        sa.select(failed.c.digest).where(
+                            failed.c.edge == edge,
+                            failed.c.state == "open",
+                            failed.c.digest.in_([c["_digest"] for c in clashes]),
+                        )
+                    ).scalars()
                 )
-                result.conflicts = len(clashes)
+                new = [c for c in clashes if c["_digest"] not in open_digests]
+                if new:
+                    conn.execute(
+                        failed.insert(),
+                        [
+                            {
+                                "digest": c["_digest"],
+                                "kind": "row",
+                                "state": "open",
+                                "edge": edge,
+                                "dataset": spec.name,
+                                "source": source,
+                                "target": self.node,
+                                "batch_id": batch_id,
+                                "row_number": c["_leaf"] + 1,
+                                "row_key": c[key],
+                                "codes": "OWNER_CONFLICT",
+                                "message_zh": f"记录属于节点 {c['_stored_owner']}，{c['_owner']} 无权更新（未办理迁移）",
+                                "message_en": f"the record belongs to node {c['_stored_owner']}; "
+                                f"{c['_owner']} may not update it (no migration)",
+                                "payload": dumps(
+                                    {k: v for k, v in c.items() if k not in ("_stored_owner", "_digest")}
+                                ),
+                                "attempts": 1,
+                                "created_at": now,
+                                "updated_at": now,
+                            }
+                            for c in new
+                        ],
+                    )
+                result.conflicts = len(new)
                 result.conflict_keys = keys
 
             # 2. Unchanged rows (same content hash) are no-ops.
             same = sa.select(r.c[key]).where(r.c[key] == stage.c[key], r.c._hash == stage.c._hash)
-            result.unchanged = conn.execute(stage.delete().where(sa.exists(same))).rowcount
+            result.unchanged += conn.execute(stage.delete().where(sa.exists(same))).rowcount
 
             # 3. Rows older than the stored version go to history only.
             stale_rows = sa.select(
