@@ -1,26 +1,31 @@
 """Benchmark: a whole sync, SQLite local system -> county library (SPEC section 11).
 
 The measured edge is ``population.<system>.<county>``: a county's 公安 local system (SQLite table
-``czrk``, the demo's pinyin columns and mapping) into the county's library, end to end through
-:func:`tongban.engine.sync_edge` (read, map, validate, hash, Merkle, sign, verify, upsert, cursor).
-Each figure is printed beside its baseline from the same run, on the same rows:
+``czrk``, the demo's pinyin columns and mapping, ``gxsj`` indexed) into the county's library, end to end
+through :func:`tongban.engine.sync_edge` (read, map, validate, hash, Merkle, sign, verify, upsert,
+cursor). Each figure is printed beside its baseline from the same run, on the same rows (the rows the
+engine accepted, taken from its own validated Arrow output):
 
-- PostgreSQL library: a raw ``COPY ... FROM STDIN (FORMAT csv)`` of the validated rows (meta columns
-  with constant values) into the same ``population`` table (timed: CSV rendering by pyarrow + COPY +
-  commit), and dlt (pyarrow table in, ``write_disposition="merge"``, primary key ``id_number``,
-  dlt's default loader file format) into a fresh dataset;
+- PostgreSQL library: a raw ``COPY ... FROM STDIN (FORMAT csv)`` of the rows (meta columns with
+  constant values) into the same ``population`` table (timed: CSV rendering by pyarrow + COPY +
+  commit); and dlt (pyarrow table in, ``write_disposition="merge"``, primary key ``id_number``) into a
+  fresh dataset, with dlt's own choice of loader file format (csv, i.e. COPY, for Arrow input in dlt
+  1.31; ``--dlt-format insert_values`` for its documented PostgreSQL default);
 - SQLite library: a raw ``executemany`` of the same rows into the same table (timed: tuples built from
-  Arrow, executemany, commit), and dlt's ``sqlalchemy`` destination when it works;
-- the no-change rerun, beside the bare incremental query over the same window on the source;
-- peak resident memory of a sync in a child process, beside the same child without the sync.
+  Arrow, executemany, commit), and dlt's ``sqlalchemy`` destination (merge) when it works;
+- the no-change rerun, beside the bare lookback-window query on the source;
+- peak resident memory (VmHWM) of a sync in a child process, beside the same child without the sync.
 
 Every Tongban run loads into a fresh target (new PostgreSQL schema / new SQLite file, schema migrated
-before the clock starts); the baselines load into the same, freshly migrated, empty table.
+before the clock starts); the baselines load into the same, freshly migrated, empty table. The first
+Tongban run of each target is also broken down by engine step, by function inside the steps and by SQL
+statement of the load step (thin timing wrappers around the very run that is timed).
 
-Run: ``.venv/bin/python bench/sync.py [--rows N] [--postgres URL] [--repeat K] [--skip-dlt]``.
-PostgreSQL defaults to ``$TONGBAN_BENCH_POSTGRES_URL`` or ``postgresql+psycopg://postgres@127.0.0.1:5432/test``;
-when it cannot be reached only the SQLite part runs. ``--rows 10000000 --memory-only`` measures the
-SPEC's 10,000,000-row memory figure alone (the source file alone takes a few minutes to write).
+Run: ``.venv/bin/python bench/sync.py [--rows N] [--postgres URL] [--repeat K] [--skip-dlt]``
+(about 8 minutes at the default 1,000,000 rows on 2 cores). PostgreSQL defaults to
+``$TONGBAN_BENCH_POSTGRES_URL`` or ``postgresql+psycopg://postgres@127.0.0.1:5432/test``; when it cannot
+be reached only the SQLite part runs. ``--rows 10000000 --memory-only`` measures the SPEC's
+10,000,000-row memory figure alone (about 20 minutes, most of it the sync itself).
 """
 
 from __future__ import annotations
@@ -579,26 +584,37 @@ def source_window_query(source: Path, lookback: int) -> float:
 # ru_maxrss is no good here: Linux carries it over exec, so a child spawned by a big parent reports the
 # parent's peak (a child that only imports showed the parent's 820 MiB).
 _CHILD = """
-import json, resource, sys, time
+import json, resource, sys, threading, time
 from tongban import engine
 from tongban.config import load_exchange
 
-def peak_kib():
+def status():
     try:
         with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
+            pairs = (line.split(":", 1) for line in fh)
+            return {{k: int(v.split()[0]) for k, v in pairs if k.startswith(("Vm", "Rss"))}}
     except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return {{}}
+
+peaks = {{"RssAnon": 0, "RssFile": 0}}
+done = threading.Event()
+
+def sample():  # how much of the peak is anonymous memory and how much mapped files (the spool's Arrow parts)
+    while not done.wait(0.05):
+        now = status()
+        for k in peaks:
+            peaks[k] = max(peaks[k], now.get(k, 0))
 
 ex = load_exchange(sys.argv[1])
 engine.libraries(ex, "{county}").migrate()
+threading.Thread(target=sample, daemon=True).start()
 start = time.perf_counter()
 summary = engine.sync_edge(ex, "{edge}") if sys.argv[2] == "sync" else {{}}
 seconds = time.perf_counter() - start
-print(json.dumps({{"maxrss_kib": peak_kib(), "seconds": seconds, "rows": summary.get("rows", 0)}}))
+done.set()
+hwm = status().get("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"maxrss_kib": hwm, "anon_kib": peaks["RssAnon"], "file_kib": peaks["RssFile"],
+                  "seconds": seconds, "rows": summary.get("rows", 0)}}))
 """
 
 
@@ -618,6 +634,7 @@ def child_rss(config: Path, target: Target, mode: str) -> dict[str, Any]:
             raise RuntimeError(f"child sync failed:\n{done.stderr[-2000:]}")
         out = json.loads(done.stdout.strip().splitlines()[-1])
         out["mib"] = out["maxrss_kib"] / 1024
+        out["anon_mib"], out["file_mib"] = out["anon_kib"] / 1024, out["file_kib"] / 1024
         return out
     finally:
         target.forget(url)
@@ -649,6 +666,13 @@ def print_breakdown(title: str, t: Timings, total: float, rows: int) -> None:
     )
     for label, (seconds, count) in sorted(t.statements.items(), key=lambda kv: -kv[1][0]):
         print(f"    {label:<46}{seconds:>8.2f} s {100 * seconds / total:>5.1f}%  x{count}")
+
+
+def memory_note(run: dict[str, Any]) -> str:
+    return (
+        f"peak RSS split (sampled every 50 ms): anonymous memory {run['anon_mib']:,.0f} MiB, mapped files "
+        f"{run['file_mib']:,.0f} MiB (the spool's memory-mapped Arrow parts and shared libraries)"
+    )
 
 
 def main() -> None:
@@ -709,7 +733,8 @@ def main() -> None:
             print(
                 f"\npeak RSS, {mem_target.kind} library: sync of {run['rows']:,} rows {run['mib']:,.0f} MiB "
                 f"in {run['seconds']:.1f} s; the same child without the sync {idle['mib']:,.0f} MiB; "
-                f"target < 1024 MiB at 10,000,000 rows: {'met' if run['mib'] < 1024 else 'NOT met'}"
+                f"target < 1024 MiB at 10,000,000 rows: {'met' if run['mib'] < 1024 else 'NOT met'}\n"
+                f"{memory_note(run)}"
             )
             return
 
@@ -828,6 +853,7 @@ def main() -> None:
             "  peak RSS       = the same child process (imports, config, migrate) without the sync; "
             f"the child's sync took {run['seconds']:.1f} s"
         )
+        print(memory_note(run))
         if total < 10_000_000:
             print("* the SPEC's memory target is for 10,000,000 rows: run with --rows 10000000 --memory-only")
         if dlt_note:

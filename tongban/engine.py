@@ -633,20 +633,34 @@ def _read_batch(path: Path, index: int) -> pa.RecordBatch:
         return pa.ipc.open_file(source).get_batch(index)
 
 
+_HEX = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), dtype=np.uint8).reshape(256, 2)
+
+
+def hex_column(leaves: np.ndarray) -> pa.Array:
+    """Leaf hashes (n, 32) as a string column of 64 lowercase hex digits, without a Python loop.
+
+    >>> hex_column(np.array([[0xAB] * 32], dtype=np.uint8))[0].as_py() == "ab" * 32
+    True
+    """
+    n = len(leaves)
+    digits = _HEX[leaves].reshape(n * 64)
+    offsets = np.arange(0, 64 * (n + 1), 64, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(digits.tobytes()))
+
+
 def _with_meta(table: pa.Table, names: list[str], leaves: np.ndarray, batch_id: str, source: str) -> pa.Table:
     n = table.num_rows
-    hexes = pa.array([bytes(x).hex() for x in leaves], pa.string()) if n else pa.array([], pa.string())
-    now = pa.scalar(_now(), pa.timestamp("us", tz="UTC"))
+    stamp = pa.scalar(_now(), pa.timestamp("us", tz="UTC"))
     return pa.table(
         {
             **{name: table.column(name) for name in names},
             "_owner": table.column("_owner"),
-            "_hash": hexes,
-            "_batch": pa.array([batch_id] * n, pa.string()),
+            "_hash": hex_column(leaves),
+            "_batch": pa.repeat(pa.scalar(batch_id, pa.string()), n),
             "_leaf": pa.array(np.arange(n, dtype=np.int32)),
-            "_source": pa.array([source] * n, pa.string()),
+            "_source": pa.repeat(pa.scalar(source, pa.string()), n),
             "_flags": table.column("_flags"),
-            "_synced_at": pa.array([now.as_py()] * n, pa.timestamp("us", tz="UTC")),
+            "_synced_at": pa.repeat(stamp, n),  # restamped inside the load's transaction
         }
     )
 
