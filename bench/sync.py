@@ -98,10 +98,21 @@ def make_source(base: Path, rows: int) -> Path:
         con.execute("PRAGMA synchronous=OFF")
         con.execute(f"CREATE TABLE czrk ({', '.join(f'{c} TEXT' for c in columns)})")
         insert = f"INSERT INTO czrk VALUES ({', '.join('?' * len(columns))})"
-        for g, start in enumerate(range(0, rows, GEN_CHUNK)):
-            table = population_table(min(GEN_CHUNK, rows - start), seed=2026 + g, defect_rate=DEFECT_RATE)
+        seen = np.empty(0, dtype=np.int64)  # ID bodies of earlier chunks (chunks are drawn independently)
+        written, seed = 0, 2026
+        while written < rows:
+            table = population_table(min(GEN_CHUNK, rows - written), seed=seed, defect_rate=DEFECT_RATE)
+            seed += 1
+            if written:  # drop people an earlier chunk already drew: only the planted duplicates stay
+                body = pc.utf8_slice_codeunits(table.column("id_number"), 0, 17)
+                keys = pc.cast(body, pa.int64()).to_numpy()
+                table = table.filter(pa.array(~np.isin(keys, seen)))
+            if rows > GEN_CHUNK:
+                body = pc.utf8_slice_codeunits(table.column("id_number"), 0, 17)
+                seen = np.union1d(seen, pc.cast(body, pa.int64()).to_numpy())
             for lo in range(0, table.num_rows, WRITE_CHUNK):
                 con.executemany(insert, _local_rows(table.slice(lo, WRITE_CHUNK), layout, {}, 0))
+            written += table.num_rows
             del table
         con.execute("CREATE INDEX ix_czrk_gxsj ON czrk (gxsj, sfzh)")
         con.commit()

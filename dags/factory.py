@@ -62,44 +62,35 @@ def _fail(ex: Exchange, edge_id: str, exc: BaseException) -> None:
     raise exc
 
 
+def _guarded(ex: Exchange, edge_id: str, step: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run one engine step; on failure record it, then fail fast or let Airflow retry (see _fail)."""
+    try:
+        return step(ex, *args, **kwargs)
+    except Exception as exc:
+        _fail(ex, edge_id, exc)
+        raise
+
+
 def _edge_group(ex: Exchange, group_id: str, *, after_failures: bool) -> Any:
     """A task group syncing one edge (its id is the mapped argument)."""
 
     @task(trigger_rule=TriggerRule.ALL_DONE if after_failures else TriggerRule.ALL_SUCCESS)
     def extract(edge_id: str) -> str:
-        try:
-            return engine.extract(ex, edge_id, run_id=_run_id(), resolve_conn=_conn_uri)
-        except Exception as exc:
-            _fail(ex, edge_id, exc)
-            raise
+        return _guarded(ex, edge_id, engine.extract, edge_id, run_id=_run_id(), resolve_conn=_conn_uri)
 
     @task
     def validate(edge_id: str, run_uri: str) -> str:
-        try:
-            return engine.validate(ex, run_uri)
-        except Exception as exc:
-            _fail(ex, edge_id, exc)
-            raise
+        return _guarded(ex, edge_id, engine.validate, run_uri)
 
     @task
     def seal(edge_id: str, run_uri: str) -> str:
-        try:
-            return engine.seal(ex, run_uri, resolve_conn=_conn_uri)
-        except Exception as exc:
-            _fail(ex, edge_id, exc)
-            raise
+        return _guarded(ex, edge_id, engine.seal, run_uri, resolve_conn=_conn_uri)
 
     @task
     def load(edge_id: str, run_uri: str) -> dict[str, Any]:
-        try:
-            summary = engine.load(ex, run_uri, resolve_conn=_conn_uri)
-        except Exception as exc:
-            _fail(ex, edge_id, exc)
-            raise
-        return {
-            k: summary[k]
-            for k in ("edge", "rows", "inserted", "updated", "unchanged", "rejected", "conflicts")
-        }
+        summary = _guarded(ex, edge_id, engine.load, run_uri, resolve_conn=_conn_uri)
+        keys = ("edge", "rows", "inserted", "updated", "unchanged", "rejected", "conflicts")
+        return {k: summary[k] for k in keys}
 
     @task_group(group_id=group_id)
     def sync(edge_id: str) -> None:

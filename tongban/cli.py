@@ -25,7 +25,8 @@ __all__ = ["main"]
 EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-def _error(exc: ExtractError, *, as_json: bool, out: TextIO) -> int:
+def report_error(exc: ExtractError, *, as_json: bool, out: TextIO) -> int:
+    """One coded bilingual line on stderr (and a JSON object on ``out`` with ``--json``); exit code 2."""
     if as_json:
         print(json.dumps({"error": exc.as_dict()}, ensure_ascii=False), file=out)
     where = f"  [{exc.where}]" if exc.where else ""
@@ -95,7 +96,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             if progress:
                 progress.stop()
     except ExtractError as exc:
-        return _error(exc, as_json=as_json, out=out)
+        return report_error(exc, as_json=as_json, out=out)
     summary = validator.summary.as_dict()
     summary["file"] = str(extract.path)
     if as_json:
@@ -122,10 +123,10 @@ def cmd_schema(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         try:
             out.write(render_dataset(dataset_named(args.dataset)) if args.dataset else render())
         except ExtractError as exc:
-            return _error(exc, as_json=False, out=out)
+            return report_error(exc, as_json=False, out=out)
         return EXIT_OK
     if not args.dataset:
-        return _error(
+        return report_error(
             ExtractError(
                 "DATASET_MISSING", "请指定数据集", "name a dataset (or use --markdown for all)", "schema"
             ),
@@ -135,7 +136,7 @@ def cmd_schema(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     try:
         dataset = dataset_named(args.dataset)
     except ExtractError as exc:
-        return _error(exc, as_json=args.json, out=out)
+        return report_error(exc, as_json=args.json, out=out)
     rows = [
         {
             "name": f.name,
@@ -196,7 +197,7 @@ def cmd_generate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 defect_rate=args.defect_rate,
             )
     except OSError as exc:
-        return _error(_workdir_error(args.workdir, exc), as_json=args.json, out=out)
+        return report_error(_workdir_error(args.workdir, exc), as_json=args.json, out=out)
     systems = manifest["systems"]
     rows = sum(s["rows"] for s in systems)
     defects = sum(len(s["defects"]) for s in systems)
@@ -223,9 +224,9 @@ def cmd_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     try:
         return run_demo(Path(args.workdir), seed=args.seed, out=out, as_json=args.json)
     except ExtractError as exc:
-        return _error(exc, as_json=args.json, out=out)
+        return report_error(exc, as_json=args.json, out=out)
     except OSError as exc:
-        return _error(_workdir_error(args.workdir, exc), as_json=args.json, out=out)
+        return report_error(_workdir_error(args.workdir, exc), as_json=args.json, out=out)
 
 
 def _workdir_error(workdir: str, exc: OSError) -> ExtractError:

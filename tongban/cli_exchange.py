@@ -16,17 +16,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from connectors.errors import ExtractError
+from tongban.cli import report_error
 
 __all__ = ["register"]
 
 EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE, EXIT_RUN_FAILED = 0, 1, 2, 4
-
-
-def _say_error(exc: ExtractError, *, as_json: bool, out: TextIO) -> None:
-    if as_json:
-        out.write(json.dumps({"error": exc.as_dict()}, ensure_ascii=False) + "\n")
-    where = f"  [{exc.where}]" if exc.where else ""
-    print(f"错误 error {exc.code}: {exc.message_zh} / {exc.message_en}{where}", file=sys.stderr)
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -81,7 +75,7 @@ def cmd_init(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     try:
         report = initialize(_exchange(args))
     except ExtractError as exc:
-        _say_error(exc, as_json=args.json, out=out)
+        report_error(exc, as_json=args.json, out=out)
         return EXIT_UNUSABLE
     if args.json:
         _json_line(out, report)
@@ -117,7 +111,7 @@ def cmd_sync(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         ex = _exchange(args)
         edges = _select_edges(ex, args)
     except ExtractError as exc:
-        _say_error(exc, as_json=args.json, out=out)
+        report_error(exc, as_json=args.json, out=out)
         return EXIT_UNUSABLE
     progress = None
     if not args.json and sys.stderr.isatty():
@@ -207,7 +201,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         ex = _exchange(args)
         rows = engine.status(ex)
     except ExtractError as exc:
-        _say_error(exc, as_json=args.json, out=out)
+        report_error(exc, as_json=args.json, out=out)
         return EXIT_UNUSABLE
     if args.dataset:
         rows = [r for r in rows if r["dataset"] == args.dataset]
@@ -338,7 +332,7 @@ def cmd_failed(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         if not args.json:
             out.write(f"共 {shown} 条 failed transfers shown\n")
     except ExtractError as exc:
-        _say_error(exc, as_json=args.json, out=out)
+        report_error(exc, as_json=args.json, out=out)
         return EXIT_UNUSABLE
     return EXIT_OK
 
@@ -387,7 +381,7 @@ def cmd_keys(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                         f"{entry.get('valid_until') or '长期 open'}\n"
                     )
     except ExtractError as exc:
-        _say_error(exc, as_json=args.json, out=out)
+        report_error(exc, as_json=args.json, out=out)
         return EXIT_UNUSABLE
     return EXIT_OK
 

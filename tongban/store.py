@@ -363,44 +363,22 @@ class Library:
 
     def note_attempt(self, edge: str, dataset: str, source: str, error: str | None) -> None:
         """Record that a run of the edge was attempted (and why it failed, when it did)."""
-        t = self.tables["sync_state"]
-        now = _utcnow()
-        with self.engine.begin() as conn:
-            done = conn.execute(
-                t.update().where(t.c.edge == edge).values(last_attempt=now, last_error=error)
-            ).rowcount
-            if not done:
-                conn.execute(
-                    t.insert().values(
-                        edge=edge,
-                        dataset=dataset,
-                        source=source,
-                        target=self.node,
-                        last_attempt=now,
-                        last_error=error,
-                    )
-                )
+        self._touch(edge, dataset, source, last_attempt=_utcnow(), last_error=error)
 
     def note_success(self, edge: str, dataset: str, source: str) -> None:
         """Record a run that found nothing new: the edge is current as of now."""
-        t = self.tables["sync_state"]
         now = _utcnow()
+        self._touch(edge, dataset, source, last_attempt=now, last_success=now, last_error=None)
+
+    def _touch(self, edge: str, dataset: str, source: str, **values: Any) -> None:
+        t = self.tables["sync_state"]
         with self.engine.begin() as conn:
-            done = conn.execute(
-                t.update().where(t.c.edge == edge).values(last_attempt=now, last_success=now, last_error=None)
-            ).rowcount
-            if not done:
+            if not conn.execute(t.update().where(t.c.edge == edge).values(**values)).rowcount:
                 conn.execute(
-                    t.insert().values(
-                        edge=edge,
-                        dataset=dataset,
-                        source=source,
-                        target=self.node,
-                        last_attempt=now,
-                        last_success=now,
-                    )
+                    t.insert().values(edge=edge, dataset=dataset, source=source, target=self.node, **values)
                 )
-            self.resolve_runs(edge, conn)
+            if values.get("last_success"):
+                self.resolve_runs(edge, conn)
 
     def reset_cursor(self, edge: str) -> None:
         """Forget the edge's cursor so the next run reads the whole source (the chain is kept)."""
