@@ -272,9 +272,15 @@ def cmd_failed(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             if row is None:
                 raise ExtractError("FAILED_NOT_FOUND", "没有这条失败记录", "no such failed transfer", args.id)
             payload = json.loads(row["payload"]) if row["payload"] else None
-            if isinstance(payload, dict) and row["kind"] == "row":
-                payload = mask_row(row["dataset"], payload, reveal=args.reveal)
-            row = {**row, "payload": payload, "id": f"{node}:{row['id']}"}
+            key = row["row_key"]
+            if row["kind"] == "row":
+                if isinstance(payload, dict):
+                    payload = mask_row(row["dataset"], payload, reveal=args.reveal)
+                if key:
+                    field = schema_key(row["dataset"])
+                    key = mask_row(row["dataset"], {field: key}, reveal=args.reveal)[field]
+            row = {**row, "payload": payload, "row_key": key, "id": f"{node}:{row['id']}"}
+            row.pop("digest", None)
             if args.json:
                 _json_line(out, row)
             else:
