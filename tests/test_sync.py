@@ -439,3 +439,19 @@ def test_postgresql_province_library(
     assert province.record(P, x["sfzh"])["status"] == national.record(P, x["sfzh"])["status"] == "deceased"
     assert [r["_reason"] for r in province.history(P, x["sfzh"])] == ["replaced"]
     assert province.state(w.edge(h.A, h.QINGHAI))["rows_loaded"] == 7
+
+
+def test_spool_keeps_only_the_newest_finished_runs(
+    make_world: Any, h: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tongban import engine
+
+    monkeypatch.setattr(engine, "KEEP_RUNS", 2)
+    world = make_world({h.A: h.QINGHAI})
+    world.registers[h.A].put(h.people(h.A, 3))
+    edge = world.system_edge(h.A)
+    for _ in range(4):
+        world.sync(edge)
+    runs = list((world.ex.spool / edge).iterdir())
+    assert len(runs) == 2 and all((r / "load.json").is_file() for r in runs)
+    assert not list((world.ex.spool / edge).glob("*/*.arrow"))

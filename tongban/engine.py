@@ -625,7 +625,21 @@ def load(
     if not keep_files:
         for f in run.glob("*.arrow"):
             f.unlink()
+        _prune(run.parent, keep=KEEP_RUNS)
     return summary
+
+
+#: Finished runs whose summaries (run, extract, validate, sealed, load JSON; rejects) stay in the spool.
+KEEP_RUNS = 20
+
+
+def _prune(edge_folder: Path, *, keep: int) -> None:
+    """Remove an edge's oldest finished run folders beyond the newest ``keep`` (unfinished ones stay)."""
+    done = sorted(
+        (p for p in edge_folder.iterdir() if (p / "load.json").is_file()), key=lambda p: p.stat().st_mtime
+    )
+    for old in done[:-keep] if keep else done:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _read_batch(path: Path, index: int) -> pa.RecordBatch:
