@@ -270,6 +270,7 @@ class Timings:
     steps: dict[str, float] = field(default_factory=dict)
     inner: dict[str, float] = field(default_factory=dict)
     statements: dict[str, list[float]] = field(default_factory=dict)  # load step: label -> [seconds, count]
+    order: list[str] = field(default_factory=list)  # labels of ``inner``, in the order to print them
     current: str = ""
 
 
@@ -309,7 +310,9 @@ def instrumented(timings: Timings, keep_valid: list[pa.Table] | None) -> Iterato
     patches: list[tuple[Any, str, Any]] = []
 
     def patch(owner: Any, name: str, wrapper: Callable[[Any], Any]) -> None:
-        original = getattr(owner, name)
+        original = getattr(owner, name, None)
+        if original is None:  # renamed in the engine: that line of the breakdown is left out
+            return
         patches.append((owner, name, original))
         setattr(owner, name, wrapper(original))
 
@@ -338,6 +341,8 @@ def instrumented(timings: Timings, keep_valid: list[pa.Table] | None) -> Iterato
         return wrap
 
     def inner(label: str) -> Callable[[Any], Any]:
+        timings.order.append(label)
+
         def wrap(fn: Any) -> Any:
             @functools.wraps(fn)
             def run(*args: Any, **kwargs: Any) -> Any:
@@ -354,6 +359,7 @@ def instrumented(timings: Timings, keep_valid: list[pa.Table] | None) -> Iterato
 
     def inner_iter(label: str) -> Callable[[Any], Any]:
         """Time spent inside a generator (the source read), not in its consumer."""
+        timings.order.append(label)
 
         def wrap(fn: Any) -> Any:
             @functools.wraps(fn)
@@ -400,8 +406,8 @@ def instrumented(timings: Timings, keep_valid: list[pa.Table] | None) -> Iterato
     patch(engine, "_with_meta", inner("_with_meta"))
     patch(engine, "_read_batch", inner("read validated batch"))
     patch(Library, "load_batch", inner("Library.load_batch (one transaction)"))
-    patch(Library, "_stage", inner("  staging (COPY / executemany)"))
     patch(Library, "_apply", inner("  set-based apply (incl. staging)"))
+    patch(Library, "_stage", inner("    staging (COPY / executemany)"))
     try:
         yield
     finally:
@@ -599,33 +605,69 @@ import json, resource, sys, threading, time
 from tongban import engine
 from tongban.config import load_exchange
 
+config, county, edge, mode = sys.argv[1:5]
+
+
 def status():
     try:
         with open("/proc/self/status") as fh:
             pairs = (line.split(":", 1) for line in fh)
-            return {{k: int(v.split()[0]) for k, v in pairs if k.startswith(("Vm", "Rss"))}}
+            return {k: int(v.split()[0]) for k, v in pairs if k.startswith(("Vm", "Rss"))}
     except OSError:
-        return {{}}
+        return {}
 
-peaks = {{"RssAnon": 0, "RssFile": 0}}
+
+def reset_peak():  # VmHWM back to the current RSS (Linux >= 4.0), so each step gets its own peak
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+overall = {"hwm": 0, "RssAnon": 0, "RssFile": 0}
+current = {"RssAnon": 0, "RssFile": 0}
+steps = {}
 done = threading.Event()
 
-def sample():  # how much of the peak is anonymous memory and how much mapped files (the spool's Arrow parts)
+
+def sample():  # how much of a peak is anonymous memory and how much mapped files (the spool's Arrow parts)
     while not done.wait(0.05):
         now = status()
-        for k in peaks:
-            peaks[k] = max(peaks[k], now.get(k, 0))
+        for k in current:
+            current[k] = max(current[k], now.get(k, 0))
+            overall[k] = max(overall[k], now.get(k, 0))
 
-ex = load_exchange(sys.argv[1])
-engine.libraries(ex, "{county}").migrate()
+
+def step(name, fn):
+    def run(*args, **kwargs):
+        global current
+        overall["hwm"] = max(overall["hwm"], status().get("VmHWM", 0))
+        cleared = reset_peak()
+        current = {"RssAnon": 0, "RssFile": 0}
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            hwm = status().get("VmHWM", 0)
+            overall["hwm"] = max(overall["hwm"], hwm)
+            steps[name] = {"hwm_kib": hwm if cleared else None, "anon_kib": current["RssAnon"],
+                           "file_kib": current["RssFile"]}
+    return run
+
+
+for name in ("extract", "validate", "seal", "load"):
+    setattr(engine, name, step(name, getattr(engine, name)))
+ex = load_exchange(config)
+engine.libraries(ex, county).migrate()
 threading.Thread(target=sample, daemon=True).start()
 start = time.perf_counter()
-summary = engine.sync_edge(ex, "{edge}") if sys.argv[2] == "sync" else {{}}
+summary = engine.sync_edge(ex, edge) if mode == "sync" else {}
 seconds = time.perf_counter() - start
 done.set()
-hwm = status().get("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"maxrss_kib": hwm, "anon_kib": peaks["RssAnon"], "file_kib": peaks["RssFile"],
-                  "seconds": seconds, "rows": summary.get("rows", 0)}}))
+hwm = max(overall["hwm"], status().get("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(json.dumps({"maxrss_kib": hwm, "anon_kib": overall["RssAnon"], "file_kib": overall["RssFile"],
+                  "seconds": seconds, "rows": summary.get("rows", 0), "steps": steps}))
 """
 
 
@@ -633,9 +675,8 @@ def child_rss(config: Path, target: Target, mode: str) -> dict[str, Any]:
     """Peak RSS (MiB) of a child process that syncs the edge into a fresh library (or only starts up)."""
     url = target.fresh()
     try:
-        code = _CHILD.format(county=COUNTY, edge=EDGE)
         done = subprocess.run(
-            [sys.executable, "-c", code, str(config), mode],
+            [sys.executable, "-c", _CHILD, str(config), COUNTY, EDGE, mode],
             env=dict(os.environ, **{LIB_ENV: url}),
             capture_output=True,
             text=True,
@@ -667,9 +708,10 @@ def print_breakdown(title: str, t: Timings, total: float, rows: int) -> None:
     for name in ("extract", "validate", "seal", "load"):
         s = t.steps.get(name, 0.0)
         print(f"  {name:<48}{s:>8.2f} s {100 * s / total:>5.1f}%")
-        for key, v in t.inner.items():
-            if key.startswith(f"{name}: "):
-                print(f"    {key[len(name) + 2 :]:<46}{v:>8.2f} s {100 * v / total:>5.1f}%")
+        for label in t.order:
+            v = t.inner.get(f"{name}: {label}")
+            if v is not None:
+                print(f"    {label:<46}{v:>8.2f} s {100 * v / total:>5.1f}%")
     other = total - sum(t.steps.values())
     print(f"  {'outside the steps (sync_edge bookkeeping)':<48}{other:>8.2f} s {100 * other / total:>5.1f}%")
     print(
@@ -680,10 +722,17 @@ def print_breakdown(title: str, t: Timings, total: float, rows: int) -> None:
 
 
 def memory_note(run: dict[str, Any]) -> str:
-    return (
+    lines = [
         f"peak RSS split (sampled every 50 ms): anonymous memory {run['anon_mib']:,.0f} MiB, mapped files "
-        f"{run['file_mib']:,.0f} MiB (the spool's memory-mapped Arrow parts and shared libraries)"
-    )
+        f"{run['file_mib']:,.0f} MiB (the spool's memory-mapped Arrow parts and shared libraries); by step:"
+    ]
+    for name, st in run.get("steps", {}).items():
+        hwm = "?" if st["hwm_kib"] is None else f"{st['hwm_kib'] / 1024:,.0f}"
+        lines.append(
+            f"  {name:<9} peak {hwm:>6} MiB  (anonymous {st['anon_kib'] / 1024:>6,.0f}, "
+            f"mapped files {st['file_kib'] / 1024:>6,.0f})"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
