@@ -122,17 +122,57 @@ def _column(values: list[object]) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 
 
+_PIECE_ROWS = 32_768  # rows turned into Python objects at a time: bounds memory within a batch
+
+
 def _batches(result: sa.CursorResult, batch_size: int) -> Iterator[tuple[pa.RecordBatch, sa.Row]]:
-    """Record batches of a streamed result, each with its last row."""
+    """Record batches of a streamed result, each with its last row.
+
+    Rows are converted to Arrow in pieces of at most 32,768, so a large batch never holds more than
+    one piece as Python objects.
+    """
     names = list(result.keys())
-    for rows in result.partitions(batch_size):
+    piece = min(batch_size, _PIECE_ROWS)
+    held: list[pa.Table] = []
+    count = 0
+    last: sa.Row | None = None
+    for rows in result.partitions(piece):
         cols = list(zip(*rows, strict=True))
-        yield pa.RecordBatch.from_arrays([_column(list(c)) for c in cols], names=names), rows[-1]
+        held.append(pa.table([_column(list(c)) for c in cols], names=names))
+        count += len(rows)
+        last = rows[-1]
+        if count >= batch_size:
+            yield _combine(held), last
+            held, count = [], 0
+    if held and last is not None:
+        yield _combine(held), last
+
+
+def _combine(pieces: list[pa.Table]) -> pa.RecordBatch:
+    """One record batch of the pieces; columns whose types differ between pieces become text."""
+    if len(pieces) > 1:
+        try:
+            table = pa.concat_tables(pieces, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            table = pa.concat_tables([_as_text(p) for p in pieces])
+    else:
+        table = pieces[0]
+    return table.combine_chunks().to_batches(max_chunksize=max(table.num_rows, 1))[0]
+
+
+def _as_text(table: pa.Table) -> pa.Table:
+    return pa.table(
+        [
+            pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())
+            for col in table.columns
+        ],
+        names=table.column_names,
+    )
 
 
 def _stream(conn: sa.Connection, stmt: sa.Executable, batch_size: int) -> sa.CursorResult:
     # Server-side cursor: memory stays bounded by batch_size whatever the table size.
-    return conn.execution_options(stream_results=True, yield_per=batch_size).execute(stmt)
+    return conn.execution_options(stream_results=True, yield_per=min(batch_size, _PIECE_ROWS)).execute(stmt)
 
 
 def read_sql(

@@ -357,7 +357,8 @@ def extract(
 
 
 def _batches(path: Path) -> Iterator[pa.RecordBatch]:
-    with pa.memory_map(str(path)) as source:
+    """The record batches of an IPC file, one read at a time (not mapped: memory stays per batch)."""
+    with pa.OSFile(str(path)) as source:
         reader = pa.ipc.open_file(source)
         for i in range(reader.num_record_batches):
             yield reader.get_batch(i)
@@ -643,7 +644,7 @@ def _prune(edge_folder: Path, *, keep: int) -> None:
 
 
 def _read_batch(path: Path, index: int) -> pa.RecordBatch:
-    with pa.memory_map(str(path)) as source:
+    with pa.OSFile(str(path)) as source:
         return pa.ipc.open_file(source).get_batch(index)
 
 

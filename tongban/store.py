@@ -693,6 +693,17 @@ class Library:
         records = self.tables[spec.name]
         history = self.tables[f"{spec.name}_history"]
         names = [c.name for c in records.columns]
+        if not self._any_stored(conn, records, spec.key, rows.column(spec.key)):
+            # None of the batch's keys is stored yet (a first load, new records): nothing can conflict,
+            # be unchanged, older or replaced, so the rows go straight into the table.
+            stamped = rows.set_column(
+                rows.column_names.index("_synced_at"),
+                "_synced_at",
+                pa.repeat(pa.scalar(now, _TS), rows.num_rows),
+            )
+            self._stage(conn, records, stamped.select(names))
+            result.inserted = rows.num_rows
+            return
         stage = sa.Table(
             f"_stage_{spec.name}",
             sa.MetaData(),
@@ -834,11 +845,28 @@ class Library:
         finally:
             stage.drop(conn)
 
+    def _any_stored(self, conn: sa.Connection, records: sa.Table, key: str, keys: pa.ChunkedArray) -> bool:
+        """Whether any of ``keys`` is already a record (one indexed lookup per key, in bulk)."""
+        values = keys.to_pylist()
+        if not conn.execute(sa.select(records.c[key]).limit(1)).first():
+            return False
+        if self.dialect == "postgresql":
+            stmt = sa.text(f'SELECT 1 FROM "{records.name}" WHERE "{key}" = ANY(:keys) LIMIT 1')
+            return conn.execute(stmt, {"keys": values}).first() is not None
+        for start in range(0, len(values), 30_000):
+            chunk = values[start : start + 30_000]
+            if conn.execute(sa.select(records.c[key]).where(records.c[key].in_(chunk)).limit(1)).first():
+                return True
+        return False
+
     def _stage(self, conn: sa.Connection, stage: sa.Table, rows: pa.Table) -> None:
         """Bulk-write the batch into the staging table: COPY on PostgreSQL, executemany elsewhere."""
         names = rows.column_names
         if self.dialect == "postgresql":
             buf = io.BytesIO()
+            for i, col in enumerate(rows.columns):
+                if pa.types.is_timestamp(col.type):  # Arrow's CSV writer formats times slowly
+                    rows = rows.set_column(i, rows.column_names[i], _utc_text(col, "Z"))
             pacsv.write_csv(rows, buf, pacsv.WriteOptions(include_header=False, batch_size=65_536))
             cols = ", ".join(f'"{n}"' for n in names)
             raw = conn.connection.driver_connection
@@ -865,15 +893,27 @@ def _failure_digest(edge: str, row: FailedRow) -> str:
     return hashlib.sha256(dumps([edge, row.key, sorted(row.codes), row.payload]).encode()).hexdigest()
 
 
+_TS = pa.timestamp("us", tz="UTC")
+
+
+def _utc_text(col: pa.ChunkedArray | pa.Array, suffix: str) -> pa.ChunkedArray | pa.Array:
+    """UTC times as ``YYYY-MM-DD HH:MM:SS.ffffff`` + ``suffix`` (a cast: far faster than strftime).
+
+    >>> import datetime as dt
+    >>> _utc_text(pa.array([dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC), None], _TS), "Z").to_pylist()
+    ['2026-01-02 03:04:05.000000Z', None]
+    """
+    text = pc.cast(pc.cast(col, _TS).cast(pa.timestamp("us")), pa.string())
+    return pc.binary_join_element_wise(text, suffix, "") if suffix else text
+
+
 def _sqlite_columns(rows: pa.Table) -> list[list[Any]]:
     """Columns as Python lists in SQLite's physical form (dates, times and decimals as ISO text)."""
     out = []
     for col in rows.columns:
         t = col.type
         if pa.types.is_timestamp(t):
-            col = pc.strftime(col, format="%Y-%m-%d %H:%M:%S")
-            if t.unit == "s":
-                col = pc.binary_join_element_wise(col, ".000000", "")
+            col = _utc_text(col, "")
         elif pa.types.is_date(t) or pa.types.is_decimal(t):
             col = pc.cast(col, pa.string())
         out.append(col.to_pylist())
