@@ -25,6 +25,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -562,19 +563,26 @@ def load(
     by_part: dict[int, list[dict[str, Any]]] = {}
     for entry in sealed:
         by_part.setdefault(entry["part"], []).append(entry)
+
+    def prepare(item: tuple[int, dict[str, Any]]) -> tuple[Manifest, pa.Table, np.ndarray]:
+        p, entry = item
+        manifest = Manifest.from_json(json.dumps(entry["manifest"]))
+        table = pa.Table.from_batches([_read_batch(run / validated["parts"][p]["file"], entry["batch"])])
+        return manifest, table, row_hashes(table, cols)
+
+    # The next batch is read and hashed on a worker thread while the current one is written.
+    items = [(p, entry) for p in range(len(validated["parts"])) for entry in by_part.get(p, [])]
+    prepared = _prefetched(items, prepare)
     for p, part in enumerate(validated["parts"]):
         entries = by_part.get(p, [])
         rejects = _rejects(run, part["rejects"]) if entries else {}
         for entry in entries:
-            manifest = Manifest.from_json(json.dumps(entry["manifest"]))
-            batch = _read_batch(run / part["file"], entry["batch"])
-            table = pa.Table.from_batches([batch])
+            manifest, table, leaves = next(prepared)
             if lib.loaded(manifest.batch_id):
                 totals["duplicates"] += 1
                 continue
             state = lib.state(edge.id)
             expected = state["last_manifest_hash"] if state else ""
-            leaves = row_hashes(table, cols)
             try:
                 verify(
                     manifest,
@@ -641,6 +649,19 @@ def _prune(edge_folder: Path, *, keep: int) -> None:
     )
     for old in done[:-keep] if keep else done:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _prefetched(items: list[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
+    """``fn`` of each item in order, computing the next one on a worker thread meanwhile."""
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(fn, items[0])
+        for i in range(len(items)):
+            current = pending.result()
+            if i + 1 < len(items):
+                pending = pool.submit(fn, items[i + 1])
+            yield current
 
 
 def _read_batch(path: Path, index: int) -> pa.RecordBatch:

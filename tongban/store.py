@@ -16,6 +16,7 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -693,15 +694,18 @@ class Library:
         records = self.tables[spec.name]
         history = self.tables[f"{spec.name}_history"]
         names = [c.name for c in records.columns]
-        if not self._any_stored(conn, records, spec.key, rows.column(spec.key)):
-            # None of the batch's keys is stored yet (a first load, new records): nothing can conflict,
-            # be unchanged, older or replaced, so the rows go straight into the table.
-            stamped = rows.set_column(
-                rows.column_names.index("_synced_at"),
-                "_synced_at",
-                pa.repeat(pa.scalar(now, _TS), rows.num_rows),
-            )
-            self._stage(conn, records, stamped.select(names))
+        # Most rows of most batches are new records. Try writing them straight into the table (COPY on
+        # PostgreSQL) inside a savepoint; if a key is already stored, the savepoint is rolled back and
+        # the batch takes the set-based path below (conflicts, unchanged, older, replaced).
+        stamped = rows.set_column(
+            rows.column_names.index("_synced_at"), "_synced_at", pa.repeat(pa.scalar(now, _TS), rows.num_rows)
+        )
+        try:
+            with conn.begin_nested():
+                self._stage(conn, records, stamped.select(names))
+        except (sa.exc.IntegrityError, *_UNIQUE_ERRORS):
+            pass
+        else:
             result.inserted = rows.num_rows
             return
         stage = sa.Table(
@@ -845,20 +849,6 @@ class Library:
         finally:
             stage.drop(conn)
 
-    def _any_stored(self, conn: sa.Connection, records: sa.Table, key: str, keys: pa.ChunkedArray) -> bool:
-        """Whether any of ``keys`` is already a record (one indexed lookup per key, in bulk)."""
-        values = keys.to_pylist()
-        if not conn.execute(sa.select(records.c[key]).limit(1)).first():
-            return False
-        if self.dialect == "postgresql":
-            stmt = sa.text(f'SELECT 1 FROM "{records.name}" WHERE "{key}" = ANY(:keys) LIMIT 1')
-            return conn.execute(stmt, {"keys": values}).first() is not None
-        for start in range(0, len(values), 30_000):
-            chunk = values[start : start + 30_000]
-            if conn.execute(sa.select(records.c[key]).where(records.c[key].in_(chunk)).limit(1)).first():
-                return True
-        return False
-
     def _stage(self, conn: sa.Connection, stage: sa.Table, rows: pa.Table) -> None:
         """Bulk-write the batch into the staging table: COPY on PostgreSQL, executemany elsewhere."""
         names = rows.column_names
@@ -894,6 +884,13 @@ def _failure_digest(edge: str, row: FailedRow) -> str:
 
 
 _TS = pa.timestamp("us", tz="UTC")
+_UNIQUE_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+try:
+    from psycopg.errors import UniqueViolation
+
+    _UNIQUE_ERRORS += (UniqueViolation,)
+except ImportError:  # pragma: no cover - psycopg is a dependency; SQLite alone still works
+    pass
 
 
 def _utc_text(col: pa.ChunkedArray | pa.Array, suffix: str) -> pa.ChunkedArray | pa.Array:
