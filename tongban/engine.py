@@ -383,7 +383,13 @@ def validate(ex: Exchange, run_uri: str) -> str:
         if part["file"] is None:
             out_parts.append({"file": None, "rejects": None, "batches": [], "origin": part["origin"]})
             continue
-        validator = Validator(spec, timezone=plan.timezone, uscc_allowlist=plan.allowlist)
+        # A library's key is its primary key: only a local system's extract can repeat one.
+        validator = Validator(
+            spec,
+            timezone=plan.timezone,
+            uscc_allowlist=plan.allowlist,
+            check_duplicates=plan.edge.source_kind == "system",
+        )
         valid_name, rejects_name = f"valid-{p:04d}.arrow", f"rejects-{p:04d}.jsonl"
         schema = spec.schema
         out_schema = pa.schema(
