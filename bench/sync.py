@@ -30,6 +30,7 @@ be reached only the SQLite part runs. ``--rows 10000000 --memory-only`` measures
 
 from __future__ import annotations
 
+import abc
 import argparse
 import contextlib
 import datetime as dt
@@ -154,7 +155,7 @@ def write_exchange(base: Path) -> Path:
 # -- targets ----------------------------------------------------------------------------------------------
 
 
-class Target:
+class Target(abc.ABC):
     """Fresh county libraries of one kind, one per run; each is named through ``$TONGBAN_BENCH_LIB_COUNTY``."""
 
     kind = ""
@@ -162,8 +163,9 @@ class Target:
     def __init__(self) -> None:
         self.made: list[str] = []
 
+    @abc.abstractmethod
     def _new_url(self) -> str:
-        raise NotImplementedError
+        """A fresh, empty library URL of this kind."""
 
     def fresh(self) -> str:
         """A new, migrated, empty library; its URL is set in the environment for the exchange."""
