@@ -8,7 +8,7 @@ and a description, all carried into the Arrow schema as field metadata.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -65,6 +65,22 @@ class Field:
     max_length: int | None = None
     codes: tuple[str, ...] = ()  # allowed values for Kind.CODE (empty: no list)
     code_rule: str = "STATUS_INVALID"  # the rule a value outside ``codes`` breaks
+    #: Sensitivity that follows the value: personal data when another field of the row has this value
+    #: (a license holder's name and code are a person's name and ID number when the holder is a person).
+    personal_when: tuple[str, str] | None = None
+
+    def sensitivity_in(self, row: Mapping[str, object]) -> Sensitivity:
+        """The field's sensitivity in ``row``: declared, or personal when ``personal_when`` holds.
+
+        >>> f = Field("holder_name", Kind.TEXT, "持证主体", "", personal_when=("holder_code_type", "111"))
+        >>> f.sensitivity_in({"holder_code_type": "111"}), f.sensitivity_in({"holder_code_type": "001"})
+        (<Sensitivity.PERSONAL: 'personal'>, <Sensitivity.PUBLIC: 'public'>)
+        """
+        if self.sensitivity is Sensitivity.PUBLIC and self.personal_when is not None:
+            other, value = self.personal_when
+            if str(row.get(other) or "").strip() == value:
+                return Sensitivity.PERSONAL
+        return self.sensitivity
 
     @property
     def type(self) -> pa.DataType:
@@ -83,6 +99,8 @@ class Field:
             meta["max_length"] = str(self.max_length)
         if self.codes:
             meta["codes"] = ",".join(self.codes)
+        if self.personal_when:
+            meta["personal_when"] = "=".join(self.personal_when)
         return pa.field(self.name, self.type, nullable=not self.required, metadata=meta)
 
 

@@ -13,7 +13,7 @@ from schemas.standards import gb32100, gbt36904
 from schemas.standards.arrays import valid_mask
 from schemas.validate import Checker
 
-__all__ = ["DATASET", "HOLDER_CODE_TYPES", "STATUSES"]
+__all__ = ["DATASET", "HOLDER_CODE_TYPES", "PERSON_HOLDER", "STATUSES"]
 
 STATUSES = {
     "01": "有效",
@@ -27,6 +27,8 @@ STATUSES = {
 }
 HOLDER_CODE_TYPES = {"111": "公民身份号码", "001": "统一社会信用代码"}
 VALID = "01"
+#: A holder who is a person: their name, ID number and the license's printed fields are personal data.
+PERSON_HOLDER = ("holder_code_type", "111")
 
 FIELDS = (
     Field(
@@ -41,8 +43,22 @@ FIELDS = (
     ),
     Field("license_type_name", Kind.TEXT, "证照类型名称", "e.g. 食品经营许可证, 营业执照", max_length=128),
     Field("license_number", Kind.TEXT, "证照编号", "Number printed on the license", max_length=128),
-    Field("holder_name", Kind.TEXT, "持证主体", "Holder's name", max_length=256),
-    Field("holder_code", Kind.IDENTIFIER, "持证主体代码", "Holder's ID number or USCC", max_length=18),
+    Field(
+        "holder_name",
+        Kind.TEXT,
+        "持证主体",
+        "Holder's name (a person's name when holder_code_type is 111: personal)",
+        max_length=256,
+        personal_when=PERSON_HOLDER,
+    ),
+    Field(
+        "holder_code",
+        Kind.IDENTIFIER,
+        "持证主体代码",
+        "Holder's ID number or USCC (an ID number when holder_code_type is 111: personal)",
+        max_length=18,
+        personal_when=PERSON_HOLDER,
+    ),
     Field(
         "holder_code_type",
         Kind.CODE,
@@ -64,7 +80,14 @@ FIELDS = (
         "01 有效 02 暂扣 03 撤销 04 注销 05 失效 06 转出 07 吊销 99 其他",
         codes=tuple(STATUSES),
     ),
-    Field("surface", Kind.JSON, "照面信息", "JSON object of the printed fields", required=False),
+    Field(
+        "surface",
+        Kind.JSON,
+        "照面信息",
+        "JSON object of the printed fields (a person's, when holder_code_type is 111: personal)",
+        required=False,
+        personal_when=PERSON_HOLDER,
+    ),
     Field("updated_at", Kind.TIMESTAMP, "更新时间", "Last change in the source system (with UTC offset)"),
 )
 

@@ -296,6 +296,7 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
                     "kind": "files",
                     "folder": f"systems/{county}/drop",
                     "pattern": "*.csv",
+                    "settle": "0s",  # files written by the test are complete (the default waits 60 s)
                 }
             )
         entries += systems or []

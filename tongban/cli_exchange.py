@@ -20,7 +20,7 @@ from tongban.cli import report_error
 
 __all__ = ["register"]
 
-EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE, EXIT_RUN_FAILED = 0, 1, 2, 4
+EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE, EXIT_RUN_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -104,8 +104,14 @@ def _select_edges(ex: Any, args: argparse.Namespace) -> list[Any]:
 
 
 def cmd_sync(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """tongban sync: run edges through the engine in this process (sources before their targets)."""
+    """tongban sync: run edges through the engine in this process (sources before their targets).
+
+    Ctrl-C (or SIGTERM) stops after the current batch: what committed stays, exit 130; a second
+    Ctrl-C stops at once (the open transaction rolls back). An edge another sync holds is refused
+    (EDGE_BUSY, exit 4) unless ``--wait`` gives it time.
+    """
     from tongban import engine
+    from tongban.interrupt import CancelToken, Interrupted, signals_cancel
 
     try:
         ex = _exchange(args)
@@ -113,6 +119,7 @@ def cmd_sync(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     except ExtractError as exc:
         report_error(exc, as_json=args.json, out=out)
         return EXIT_UNUSABLE
+    token = CancelToken()
     progress = None
     if not args.json and sys.stderr.isatty():
         from rich.console import Console
@@ -130,52 +137,82 @@ def cmd_sync(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         progress.start()
     overall = progress.add_task("同步 syncing", total=len(edges), rows=0) if progress else None
     code = EXIT_OK
+    done = 0
     try:
-        for edge in edges:
-            rows_seen = 0
+        with signals_cancel(token):
+            for edge in edges:
+                token.check()
+                rows_seen = 0
 
-            def seen(n: int, label: str = f"同步 syncing {edge.id}") -> None:
-                nonlocal rows_seen
-                rows_seen += n
-                if progress is not None and overall is not None:
-                    progress.update(overall, description=label, rows=rows_seen)
+                def seen(n: int, label: str = f"同步 syncing {edge.id}") -> None:
+                    nonlocal rows_seen
+                    rows_seen += n
+                    if progress is not None and overall is not None:
+                        progress.update(overall, description=label, rows=rows_seen)
 
-            try:
-                summary = engine.sync_edge(ex, edge.id, full=args.full, on_rows=seen)
-            except ExtractError as exc:
-                code = EXIT_RUN_FAILED
-                if args.json:
-                    _json_line(out, {"edge": edge.id, "ok": False, "error": exc.as_dict()})
-                else:
-                    where = f" [{exc.where}]" if exc.where else ""
-                    out.write(
-                        f"{edge.id}: 失败 failed {exc.code}: {exc.message_zh} / {exc.message_en}{where}\n"
+                try:
+                    summary = engine.sync_edge(
+                        ex, edge.id, full=args.full, on_rows=seen, cancel=token, lock_wait=args.wait
                     )
-                continue
-            finally:
-                if progress is not None and overall is not None:
-                    progress.advance(overall)
-            failed = summary["rejected"] + summary["conflicts"]
-            if failed and code == EXIT_OK:
-                code = EXIT_REJECTED
-            if args.json:
-                _json_line(out, {"edge": edge.id, "ok": True, **_brief(summary)})
-            else:
-                out.write(
-                    f"{edge.id}: {summary['rows']} 行 rows → 新增 inserted {summary['inserted']}, "
-                    f"更新 updated {summary['updated']}, 未变 unchanged {summary['unchanged']}, "
-                    f"旧版本 stale {summary['stale']}, 冲突 conflicts {summary['conflicts']}, "
-                    f"拒绝 rejected {summary['rejected']}\n"
-                )
+                except ExtractError as exc:
+                    code = EXIT_RUN_FAILED
+                    if args.json:
+                        _json_line(out, {"edge": edge.id, "ok": False, "error": exc.as_dict()})
+                    else:
+                        where = f" [{exc.where}]" if exc.where else ""
+                        out.write(
+                            f"{edge.id}: 失败 failed {exc.code}: {exc.message_zh} / {exc.message_en}{where}\n"
+                        )
+                    continue
+                finally:
+                    if progress is not None and overall is not None:
+                        progress.advance(overall)
+                done += 1
+                failed = summary["rejected"] + summary["conflicts"] + len(summary["quarantined"])
+                if failed and code == EXIT_OK:
+                    code = EXIT_REJECTED
+                if args.json:
+                    _json_line(out, {"edge": edge.id, "ok": True, **_brief(summary)})
+                else:
+                    _print_summary(out, edge.id, summary)
+            token.check()
+    except (Interrupted, KeyboardInterrupt):
+        if progress is not None:
+            progress.stop()
+            progress = None
+        message = (
+            f"已中断：{done} 条边已完成，已提交的批次完整保留，重新运行即从游标继续 / "
+            f"interrupted: {done} edges done; committed batches are whole, a rerun resumes from the cursor"
+        )
+        if args.json:
+            _json_line(out, {"interrupted": True, "edges_done": done})
+        print(message, file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         if progress is not None:
             progress.stop()
     return code
 
 
+def _print_summary(out: TextIO, edge_id: str, summary: dict[str, Any]) -> None:
+    out.write(
+        f"{edge_id}: {summary['rows']} 行 rows → 新增 inserted {summary['inserted']}, "
+        f"更新 updated {summary['updated']}, 未变 unchanged {summary['unchanged']}, "
+        f"旧版本 stale {summary['stale']}, 冲突 conflicts {summary['conflicts']}, "
+        f"拒绝 rejected {summary['rejected']}\n"
+    )
+    for q in summary["quarantined"]:
+        out.write(
+            f"  隔离文件 quarantined file {q['file']} ({q['code']})：已移入 failed/ 并记为失败传输 "
+            f"moved to failed/ and kept as a failed transfer\n"
+        )
+    for f in summary["left"]:
+        out.write(f"  留待下次 left for the next run: {f['file']}（读取后被改动 {f['why']}）\n")
+
+
 def _brief(summary: dict[str, Any]) -> dict[str, Any]:
     keys = ("batches", "rows", "inserted", "updated", "unchanged", "stale", "conflicts", "rejected")
-    return {k: summary[k] for k in keys}
+    return {**{k: summary[k] for k in keys}, "quarantined": summary["quarantined"], "left": summary["left"]}
 
 
 # -- status -------------------------------------------------------------------------------------------
@@ -254,7 +291,7 @@ def _failure_libraries(ex: Any, node: str | None) -> list[tuple[str, Any]]:
 
 def cmd_failed(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban failed list|show: failed transfers kept in the libraries."""
-    from tongban.masking import mask_row
+    from tongban.masking import mask_any, mask_row
 
     try:
         ex = _exchange(args)
@@ -273,13 +310,19 @@ def cmd_failed(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 raise ExtractError("FAILED_NOT_FOUND", "没有这条失败记录", "no such failed transfer", args.id)
             payload = json.loads(row["payload"]) if row["payload"] else None
             key = row["row_key"]
-            if row["kind"] == "row":
-                if isinstance(payload, dict):
-                    payload = mask_row(row["dataset"], payload, reveal=args.reveal)
-                if key:
-                    field = schema_key(row["dataset"])
-                    key = mask_row(row["dataset"], {field: key}, reveal=args.reveal)[field]
+            if row["kind"] == "row" and isinstance(payload, dict):
+                payload = mask_row(row["dataset"], payload, reveal=args.reveal)
+            elif not args.reveal:
+                payload = mask_any(payload)
+            if key:
+                field = schema_key(row["dataset"])
+                key = mask_row(row["dataset"], {field: key}, reveal=args.reveal)[field]
             row = {**row, "payload": payload, "row_key": key, "id": f"{node}:{row['id']}"}
+            if not args.reveal:
+                row = {
+                    k: mask_any(v) if k in ("message_zh", "message_en", "where") else v
+                    for k, v in row.items()
+                }
             row.pop("digest", None)
             if args.json:
                 _json_line(out, row)
@@ -319,10 +362,13 @@ def cmd_failed(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                     "attempts": r["attempts"],
                     "created_at": r["created_at"].isoformat() if r["created_at"] else None,
                 }
-                if brief["key"] and r["kind"] == "row":
+                if brief["key"]:
                     brief["key"] = mask_row(
                         r["dataset"], {schema_key(r["dataset"]): brief["key"]}, reveal=args.reveal
                     )[schema_key(r["dataset"])]
+                if not args.reveal:
+                    brief["message_zh"] = mask_any(brief["message_zh"])
+                    brief["message_en"] = mask_any(brief["message_en"])
                 if args.json:
                     _json_line(out, brief)
                 else:
@@ -374,6 +420,36 @@ def cmd_keys(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 )
             trust.revoke(store, ex.trust_list, args.target, args.reason or "")
             _say(out, args.json, {"revoked": args.target}, f"已吊销 revoked {args.target}")
+        elif args.action == "repair":
+            if not args.target:
+                raise ExtractError(
+                    "KEYS_ARGUMENT",
+                    "请指定已吊销的密钥编号",
+                    "name the revoked key id to repair",
+                    "keys repair",
+                )
+            from tongban import engine
+            from tongban.repair import repair_key
+
+            report = repair_key(
+                ex, args.target, lambda code: engine.libraries(ex, code), dry_run=args.dry_run
+            )
+            if args.json:
+                _json_line(out, report)
+            else:
+                verb = "将移除 would remove" if args.dry_run else "已移除 removed"
+                for lib in report["libraries"]:
+                    if lib["batches"] or lib["records"]:
+                        out.write(
+                            f"{lib['node']}: 该密钥签名的批次 batches signed {lib['batches']}, "
+                            f"{verb} {lib['records']} 条记录 records → 历史 history (revoked); "
+                            f"重置游标 cursors reset: {', '.join(lib['edges_reset']) or '-'}\n"
+                        )
+                out.write(
+                    "下一次同步将从所有者重新拉取 the next sync re-pulls from the owners: tongban sync\n"
+                    if not args.dry_run
+                    else "（演练，未作改动 dry run, nothing changed）\n"
+                )
         else:
             tl = trust.TrustList.load(ex.trust_list)
             for e in tl.entries:
@@ -430,6 +506,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--full", action="store_true", help="全量刷新（忽略游标）full refresh, ignoring the cursor"
     )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="边被另一个同步占用时最多等待的秒数 wait this long for an edge another sync holds "
+        "(default 0: refuse at once)",
+    )
     _config_args(p)
     p.set_defaults(func=cmd_sync)
 
@@ -463,13 +547,20 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "keys",
         help="节点密钥与信任列表 node keys and the trust list",
-        description="列出、轮换或吊销节点签名密钥。List, rotate or revoke node signing keys.",
+        description="列出、轮换或吊销节点签名密钥；密钥泄露后修复各库（repair）。"
+        "List, rotate or revoke node signing keys; repair the libraries after a key compromise.",
     )
-    p.add_argument("action", choices=("list", "rotate", "revoke"))
+    p.add_argument("action", choices=("list", "rotate", "revoke", "repair"))
     p.add_argument(
-        "target", nargs="?", metavar="NODE|KEY_ID", help="rotate: 节点 node; revoke: 密钥编号 key id"
+        "target",
+        nargs="?",
+        metavar="NODE|KEY_ID",
+        help="rotate: 节点 node; revoke, repair: 密钥编号 key id",
     )
     p.add_argument("--reason", help="吊销原因 reason for revoking")
+    p.add_argument(
+        "--dry-run", action="store_true", help="repair: 只报告不改动 report what would change, change nothing"
+    )
     p.add_argument(
         "--overlap", type=int, default=7 * 86400, metavar="SECONDS", help="旧密钥重叠期 old key overlap"
     )

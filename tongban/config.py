@@ -87,14 +87,16 @@ _PARENT_LEVEL = {"province": "national", "county": "province"}
 _LEVEL_ZH = {"national": "国家", "province": "省级", "county": "县级"}
 _TOP_KEYS = ("version", "spool", "trust", "defaults", "nodes", "systems", "edges", "offices")
 _TRUST_KEYS = ("root", "list", "keys")
-_DEFAULT_KEYS = ("batch_size", "lookback", "schedule", "retries")
+_DEFAULT_KEYS = ("batch_size", "lookback", "schedule", "retries", "settle")
 _NODE_KEYS = ("code", "name", "level", "parent", "library", "library_env", "conn_id")
 _SYSTEM_KEYS = (
     *("name", "node", "dataset", "kind", "url", "url_env", "conn_id"),
-    *("table", "query", "cursor", "folder", "pattern", "mapping"),
+    *("table", "query", "cursor", "folder", "pattern", "settle", "mapping"),
 )
 _SQL_ONLY = ("url", "url_env", "conn_id", "table", "query", "cursor")
-_FILES_ONLY = ("folder", "pattern")
+_FILES_ONLY = ("folder", "pattern", "settle")
+#: How long a drop file must have been left unchanged before it is read (a writer may still be at it).
+DEFAULT_SETTLE = "60s"
 _EDGE_KEYS = ("dataset", "source", "target", "schedule")
 
 #: libyaml's parser when PyYAML has it (same nodes and marks, several times faster on big configs).
@@ -274,6 +276,7 @@ class System:
     cursor: str | None = None  # sql: local column of the incremental cursor
     folder: Path | None = None  # files: absolute drop folder
     pattern: str = "*"  # files: glob inside the folder
+    settle_seconds: int = 60  # files: a file changed more recently than this is left for a later run
     mapping: Mapping = field(default_factory=Mapping)
     line: int = 0
 
@@ -349,6 +352,18 @@ class Exchange:
     def edges_into(self, node_code: str, dataset: str | None = None) -> list[Edge]:
         """Edges whose target is ``node_code`` (of ``dataset`` only, if given)."""
         return [e for e in self.edges if e.target == node_code and dataset in (None, e.dataset)]
+
+    def below(self, code: str) -> set[str]:
+        """``code`` and every node under it in the topology (a county: itself; a province: its counties)."""
+        out = {code}
+        frontier = [code]
+        while frontier:
+            parent = frontier.pop()
+            for n in self.nodes.values():
+                if n.parent == parent and n.code not in out:
+                    out.add(n.code)
+                    frontier.append(n.code)
+        return out
 
     def children(self, code: str) -> list[Node]:
         """Nodes whose parent is ``code``, by code."""
@@ -925,7 +940,7 @@ def _check_topology(top: _Section, nodes: dict[str, Node], sections: dict[str, _
             )
 
 
-def _read_systems(top: _Section, nodes: dict[str, Node]) -> dict[str, System]:
+def _read_systems(top: _Section, nodes: dict[str, Node], settle: int) -> dict[str, System]:
     systems: dict[str, System] = {}
     for i, item in enumerate(top.items("systems")):
         sec = _Section(top.file, item, f"systems[{i}]", _SYSTEM_KEYS)
@@ -1008,6 +1023,7 @@ def _read_systems(top: _Section, nodes: dict[str, Node]) -> dict[str, System]:
                 "files",
                 folder=sec.file.resolve(folder),
                 pattern=pattern.strip(),
+                settle_seconds=sec.duration("settle", str(settle)),
                 mapping=mapping,
                 line=sec.line,
             )
@@ -1184,7 +1200,7 @@ def _load(file: _File) -> Exchange:
         raise trust.fail(
             "root", "trust.root 应为国家节点", "trust.root must be the national node", "CONFIG_TOPOLOGY"
         )
-    systems = _read_systems(top, nodes)
+    systems = _read_systems(top, nodes, defaults.duration("settle", DEFAULT_SETTLE))
     if top.has("edges"):
         edges = _read_edges(top, nodes, systems, schedule)
     else:

@@ -5,24 +5,29 @@ steps can run as separate Airflow tasks that pass only the folder's URI, or one 
 ``tongban sync``. Nothing here imports Airflow.
 
 - **extract** reads the source from the edge's cursor (a local SQL system by ``(cursor column, key)``
-  with lookback, a drop folder's completed files, or a child library by ``(_synced_at, key)``) into
-  Arrow IPC parts; every column is kept as raw bytes for the contract to read.
+  with lookback, a drop folder's settled files, or a child library exactly by its load sequence
+  ``(_seq, key)``) into Arrow IPC parts; every column is kept as raw bytes for the contract to read.
 - **validate** maps and checks each batch; accepted rows are written in canonical types, rejected rows
   with their codes and raw payload.
 - **seal** hashes the accepted rows, builds the Merkle root and signs one manifest per batch, chained
   to the edge's last loaded manifest.
-- **load** verifies key, signature, chain and root, then applies each batch in one transaction with
-  its failed rows and the cursor (:meth:`tongban.store.Library.load_batch`).
+- **load** verifies key, signature, what the signature is bound to (the edge's own signer, edge,
+  target and dataset, and rows owned by the signer or a node below it), chain and root, then applies
+  each batch in one transaction with its failed rows and the cursor
+  (:meth:`tongban.store.Library.load_batch`).
 
-Memory stays bounded by the batch size: every step streams batch by batch.
+Memory stays bounded by the batch size: every step streams batch by batch. The spool's files are
+private and short-lived (:mod:`tongban.spool`); each step holds the edge's lock; a stop asked for
+(:mod:`tongban.interrupt`) is honoured between batches.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
-import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,17 +41,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import schemas
-from connectors.dropfolder import archive, pending_files, quarantine
+from connectors.dropfolder import DropFile, archive, pending_files, quarantine
 from connectors.errors import ExtractError
 from connectors.files import read_file
 from connectors.mapping import Mapping
 from connectors.sql import Cursor, read_sql_incremental
 from schemas.validate import ContractError, Severity, Validator
+from tongban import spool
 from tongban.config import Edge, Exchange
+from tongban.interrupt import CancelToken, Interrupted
 from tongban.manifest import Manifest, ManifestError, schema_fingerprint, verify
 from tongban.manifest import seal as seal_manifest
 from tongban.merkle import merkle_root, row_hashes
-from tongban.store import FailedRow, Library, StoreError, dumps
+from tongban.store import SEQ, FailedRow, Library, StoreError, dumps
 from tongban.trust import KeyStore, TrustList
 
 __all__ = [
@@ -71,7 +78,14 @@ PERMANENT = {
     "BATCH_ROOT",
     "BATCH_ROWS",
     "BATCH_SCHEMA",
+    "BATCH_SIGNER",
+    "BATCH_EDGE",
+    "BATCH_TARGET",
+    "BATCH_DATASET",
+    "BATCH_OWNER",
     "COLUMN_MISSING",
+    "SPOOL_CORRUPT",
+    "SPOOL_MISSING",
     "MAPPING_FIELD",
     "KEY_MISSING",
     "TRUST_SIGNATURE",
@@ -79,6 +93,9 @@ PERMANENT = {
 }
 
 ResolveConn = Callable[[str], str] | None
+
+#: How long a step started on its own (an Airflow task) waits for its edge's lock before EDGE_BUSY.
+STEP_LOCK_WAIT = 600.0
 
 
 class SyncError(ExtractError):
@@ -105,13 +122,16 @@ def path_of(run_uri: str) -> Path:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    return spool.read_json(path)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
+    spool.write_json(path, data, dumps)
+
+
+def _check(cancel: CancelToken | None) -> None:
+    if cancel is not None:
+        cancel.check()
 
 
 _LIBRARIES: dict[str, Library] = {}
@@ -138,6 +158,7 @@ class _Plan:
     mapping: Mapping
     timezone: str | None
     allowlist: tuple[str, ...]
+    folder: Path | None = None  # a drop folder's, for quarantining its files
 
 
 def _plan(ex: Exchange, edge_id: str) -> _Plan:
@@ -152,6 +173,7 @@ def _plan(ex: Exchange, edge_id: str) -> _Plan:
             mapping=system.mapping,
             timezone=system.mapping.timezone,
             allowlist=system.mapping.uscc_allowlist,
+            folder=system.folder,
         )
     allow = tuple(sorted({c for s in ex.systems.values() for c in s.mapping.uscc_allowlist}))
     return _Plan(
@@ -196,7 +218,7 @@ class _PartWriter:
     def write(self, batch: pa.RecordBatch, cursor: dict[str, Any] | None) -> None:
         if self.writer is None:
             self.schema = batch.schema
-            self.writer = pa.ipc.new_file(str(self.path), batch.schema)
+            self.writer = pa.ipc.new_file(_private_sink(self.path), batch.schema)
         elif batch.schema != self.schema:
             assert self.schema is not None
             cols = {n: batch.column(n) for n in batch.schema.names}
@@ -210,6 +232,12 @@ class _PartWriter:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _private_sink(path: Path) -> pa.NativeFile:
+    """An Arrow output file created readable by the owner only (it holds whole rows)."""
+    spool.open_private(path, "wb").close()
+    return pa.OSFile(str(path), "w")
 
 
 def _local_key(mapping: Mapping, key: str) -> str:
@@ -227,42 +255,69 @@ def extract(
     full: bool = False,
     resolve_conn: ResolveConn = None,
     on_rows: Callable[[int], None] | None = None,
+    cancel: CancelToken | None = None,
+    lock_wait: float = STEP_LOCK_WAIT,
 ) -> str:
     """Read what changed at the edge's source since its cursor; returns the run folder's URI."""
     plan = _plan(ex, edge_id)
+    with spool.edge_lock(ex.spool, plan.edge.id, wait=lock_wait):
+        run_id = run_id or _now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        run = ex.spool / plan.edge.id / run_id
+        try:
+            return _extract(
+                ex, plan, run, full=full, resolve_conn=resolve_conn, on_rows=on_rows, cancel=cancel
+            )
+        except BaseException:
+            spool.discard(run)  # nothing of a failed or interrupted extract is ever read
+            raise
+
+
+def _extract(
+    ex: Exchange,
+    plan: _Plan,
+    run: Path,
+    *,
+    full: bool,
+    resolve_conn: ResolveConn,
+    on_rows: Callable[[int], None] | None,
+    cancel: CancelToken | None,
+) -> str:
     edge = plan.edge
     spec = schemas.get(plan.dataset)
     target = libraries(ex, edge.target, resolve_conn)
     target.migrate()
-    run_id = run_id or _now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-    run = ex.spool / edge.id / run_id
+    started = time.time()
     if run.exists():
         shutil.rmtree(run)  # a retried extract starts over
-    run.mkdir(parents=True)
+    spool.private_dir(run)
     state = None if full else target.state(edge.id)
     after = Cursor.from_json(state["cursor"]) if state and state.get("cursor") else None
+    if edge.source_kind == "node" and after is not None and not isinstance(after.value, int):
+        after = None  # a cursor from before load sequence numbers: read the child whole, once
     parts: list[dict[str, Any]] = []
     quarantined: list[dict[str, Any]] = []
+    left: list[dict[str, Any]] = []
     total = 0
 
-    def write_part(batches: Iterator[tuple[pa.RecordBatch, Cursor | None]], origin: Path | None) -> None:
+    def counted(batches: Iterator[tuple[pa.RecordBatch, Cursor | None]]) -> Iterator[Any]:
         nonlocal total
+        for batch, cur in batches:
+            _check(cancel)
+            total += batch.num_rows
+            if on_rows:
+                on_rows(batch.num_rows)
+            yield batch, cur
+
+    def write_part(batches: Iterator[tuple[pa.RecordBatch, Cursor | None]]) -> None:
         name = f"extract-{len(parts) + 1:04d}.arrow"
         writer = _PartWriter(run / name)
         try:
-            for batch, cur in batches:
+            for batch, cur in counted(batches):
                 writer.write(batch, cur.to_json() if cur else None)
-                total += batch.num_rows
-                if on_rows:
-                    on_rows(batch.num_rows)
         finally:
             writer.close()
         if writer.batches:
-            parts.append({"file": name, "origin": str(origin) if origin else None, "batches": writer.batches})
-        elif origin is not None:
-            # An empty drop file: nothing to load, archive it now.
-            (run / name).unlink(missing_ok=True)
-            parts.append({"file": None, "origin": str(origin), "batches": []})
+            parts.append({"file": name, "origin": None, "batches": writer.batches})
 
     if edge.source_kind == "system":
         system = ex.systems[edge.source]
@@ -279,62 +334,36 @@ def extract(
                 lookback_seconds=0 if full else ex.lookback_seconds,
                 batch_size=ex.batch_size,
             )
-            write_part(((_raw(b), c) for b, c in stream), None)
+            write_part((_raw(b), c) for b, c in stream)
         else:
             assert system.folder is not None
-            for drop in pending_files(system.folder, pattern=system.pattern or "*"):
-                name = f"extract-{len(parts) + 1:04d}.arrow"
-                writer = _PartWriter(run / name)
-                count = 0
-                try:
-                    # The whole file is read before it joins the run, so a truncated file adds no rows.
-                    try:
-                        for b in read_file(
-                            drop.path, batch_size=ex.batch_size, encoding=system.mapping.encoding
-                        ):
-                            writer.write(_raw(b), None)
-                            count += b.num_rows
-                    finally:
-                        writer.close()
-                except ExtractError as exc:
-                    (run / name).unlink(missing_ok=True)
-                    digest = drop.sha256  # (read before the file moves)
-                    moved = quarantine(drop.path, system.folder, exc.code)
-                    target.record_failure(
-                        kind="file",
-                        edge=edge.id,
-                        dataset=plan.dataset,
-                        source=edge.source,
-                        codes=[exc.code],
-                        message_zh=exc.message_zh,
-                        message_en=exc.message_en,
-                        where=exc.where,
-                        payload={"file": str(moved), "sha256": digest},
-                    )
-                    quarantined.append({"file": str(drop.path), "moved_to": str(moved), "code": exc.code})
-                    continue
-                if writer.batches:
-                    parts.append({"file": name, "origin": str(drop.path), "batches": writer.batches})
-                else:
-                    (run / name).unlink(missing_ok=True)
-                    parts.append({"file": None, "origin": str(drop.path), "batches": []})
-                total += count
-                if on_rows:
-                    on_rows(count)
+            drops = pending_files(
+                system.folder, pattern=system.pattern or "*", settle_seconds=system.settle_seconds
+            )
+            for drop in drops:
+                _check(cancel)
+                part = _extract_file(ex, plan, target, run, drop, len(parts) + 1, quarantined, left, cancel)
+                if part is not None:
+                    parts.append(part)
+                    n = sum(b["rows"] for b in part["batches"])
+                    total += n
+                    if on_rows:
+                        on_rows(n)
     else:
         url = ex.library_url(edge.source, resolve_conn)
         libraries(ex, edge.source, resolve_conn).migrate()
         keep = {*spec.names, "_owner"}
+        # Exact: the child numbers its loads in commit order, so nothing is missed or sent twice.
         stream = read_sql_incremental(
             url,
             table=plan.dataset,
-            cursor_column="_synced_at",
+            cursor_column=SEQ,
             key_column=spec.key,
             after=after,
-            lookback_seconds=0 if full else ex.lookback_seconds,
+            lookback_seconds=0,
             batch_size=ex.batch_size,
         )
-        write_part(((_raw(b, keep), c) for b, c in stream), None)
+        write_part((_raw(b, keep), c) for b, c in stream)
 
     _write_json(
         run / "run.json",
@@ -344,25 +373,125 @@ def extract(
             "source": edge.source,
             "source_kind": edge.source_kind,
             "target": edge.target,
-            "run_id": run_id,
-            "started_at": _now().isoformat(),
+            "run_id": run.name,
+            "started_at": _dt.datetime.fromtimestamp(started, _dt.UTC).isoformat(),
+            "started_epoch": started,
             "full": full,
             "cursor_from": after.to_json() if after else None,
         },
     )
-    _write_json(run / "extract.json", {"rows": total, "parts": parts, "quarantined": quarantined})
+    _write_json(
+        run / "extract.json", {"rows": total, "parts": parts, "quarantined": quarantined, "left": left}
+    )
     return uri(run)
+
+
+def _fingerprint(drop: DropFile) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(drop).items() if k != "path"}
+
+
+def _drop_of(origin: str, fingerprint: dict[str, Any] | None) -> DropFile | None:
+    return DropFile(Path(origin), **fingerprint) if fingerprint else None
+
+
+def _extract_file(
+    ex: Exchange,
+    plan: _Plan,
+    target: Library,
+    run: Path,
+    drop: DropFile,
+    number: int,
+    quarantined: list[dict[str, Any]],
+    left: list[dict[str, Any]],
+    cancel: CancelToken | None,
+) -> dict[str, Any] | None:
+    """One settled drop file read whole into a part, or quarantined, or left for a later run."""
+    system = ex.systems[plan.edge.source]
+    assert system.folder is not None
+    name = f"extract-{number:04d}.arrow"
+    writer = _PartWriter(run / name)
+    problem: ExtractError | None = None
+    try:
+        # The whole file is read before it joins the run, so a truncated file adds no rows.
+        try:
+            for b in read_file(drop.path, batch_size=ex.batch_size, encoding=system.mapping.encoding):
+                _check(cancel)
+                writer.write(_raw(b), None)
+        finally:
+            writer.close()
+    except ExtractError as exc:
+        problem = exc
+    except Exception as exc:  # whatever else a hostile file does to a reader (RecursionError too)
+        problem = ExtractError(
+            "FILE_MALFORMED",
+            f"文件无法读取：{type(exc).__name__}",
+            f"the file cannot be read: {type(exc).__name__}",
+            str(drop.path),
+        )
+    if not drop.unchanged():
+        # Written to while we read it: neither loaded nor quarantined; a later run reads it whole.
+        (run / name).unlink(missing_ok=True)
+        left.append({"file": str(drop.path), "why": "changed while it was read"})
+        return None
+    if problem is not None:
+        (run / name).unlink(missing_ok=True)
+        _quarantine_file(target, plan, drop, problem, quarantined)
+        return None
+    part = {
+        "file": name,
+        "origin": str(drop.path),
+        "fingerprint": _fingerprint(drop),
+        "batches": writer.batches,
+    }
+    if not writer.batches:  # an empty drop file: nothing to load, archived after the run commits
+        (run / name).unlink(missing_ok=True)
+        part["file"] = None
+    return part
+
+
+def _quarantine_file(
+    target: Library, plan: _Plan, drop: DropFile, exc: ExtractError, quarantined: list[dict[str, Any]]
+) -> None:
+    """Move a bad drop file to ``failed/`` and keep it as a failed transfer; the rest goes on."""
+    assert plan.folder is not None
+    digest = drop.sha256  # (read before the file moves)
+    moved = quarantine(drop.path, plan.folder, exc.code)
+    target.record_failure(
+        kind="file",
+        edge=plan.edge.id,
+        dataset=plan.dataset,
+        source=plan.edge.source,
+        codes=[exc.code],
+        message_zh=exc.message_zh,
+        message_en=exc.message_en,
+        where=exc.where,
+        payload={"file": str(moved), "name": drop.path.name, "sha256": digest},
+    )
+    quarantined.append({"file": str(drop.path), "moved_to": str(moved), "code": exc.code})
 
 
 # -- validate -----------------------------------------------------------------------------------------
 
 
 def _batches(path: Path) -> Iterator[pa.RecordBatch]:
-    """The record batches of an IPC file, one read at a time (not mapped: memory stays per batch)."""
-    with pa.OSFile(str(path)) as source:
-        reader = pa.ipc.open_file(source)
-        for i in range(reader.num_record_batches):
-            yield reader.get_batch(i)
+    """The record batches of an IPC file, one read at a time (not mapped: memory stays per batch).
+
+    A file that is missing, truncated or not Arrow IPC is SPOOL_MISSING / SPOOL_CORRUPT (permanent).
+    """
+    try:
+        with pa.OSFile(str(path)) as source:
+            reader = pa.ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                yield reader.get_batch(i)
+    except FileNotFoundError:
+        raise spool.SpoolError(
+            "SPOOL_MISSING",
+            "运行目录中缺少上一步的文件：请重新运行同步",
+            "a file of the previous step is missing from the run folder: run the sync again",
+            str(path),
+        ) from None
+    except (pa.ArrowException, OSError) as exc:
+        raise spool.corrupt(path, exc) from None
 
 
 def _payloads(table: pa.Table, rows: np.ndarray) -> list[dict[str, Any]]:
@@ -370,101 +499,148 @@ def _payloads(table: pa.Table, rows: np.ndarray) -> list[dict[str, Any]]:
     return picked.to_pylist()
 
 
-def validate(ex: Exchange, run_uri: str) -> str:
-    """Check every extracted batch against the dataset's contract; returns the run folder's URI."""
+class _FileRefused(Exception):
+    """A drop file the contract cannot read at all (e.g. a required column missing)."""
+
+    def __init__(self, error: ExtractError) -> None:
+        super().__init__(error.code)
+        self.error = error
+
+
+def validate(
+    ex: Exchange, run_uri: str, *, cancel: CancelToken | None = None, lock_wait: float = STEP_LOCK_WAIT
+) -> str:
+    """Check every extracted batch against the dataset's contract; returns the run folder's URI.
+
+    A drop file the contract cannot read at all (a required column missing) is quarantined and kept
+    as a failed transfer; the other files go on. For a SQL system the same is a failed run.
+    """
     run = path_of(run_uri)
     meta = _read_json(run / "run.json")
     plan = _plan(ex, meta["edge"])
-    spec = schemas.get(plan.dataset)
-    extracted = _read_json(run / "extract.json")
-    out_parts = []
-    totals = {"rows": 0, "accepted": 0, "rejected": 0, "flagged": 0}
-    for p, part in enumerate(extracted["parts"], start=1):
-        if part["file"] is None:
-            out_parts.append({"file": None, "rejects": None, "batches": [], "origin": part["origin"]})
-            continue
-        # A library's key is its primary key: only a local system's extract can repeat one.
-        validator = Validator(
-            spec,
-            timezone=plan.timezone,
-            uscc_allowlist=plan.allowlist,
-            check_duplicates=plan.edge.source_kind == "system",
-        )
-        valid_name, rejects_name = f"valid-{p:04d}.arrow", f"rejects-{p:04d}.jsonl"
-        schema = spec.schema
-        out_schema = pa.schema(
-            [f.with_nullable(True) for f in schema]
-            + [pa.field("_owner", pa.string()), pa.field("_flags", pa.string())],
-            metadata=schema.metadata,
-        )
-        batches_meta = []
-        with (
-            pa.ipc.new_file(str(run / valid_name), out_schema) as writer,
-            (run / rejects_name).open("w", encoding="utf-8") as rejects,
-        ):
-            for j, raw in enumerate(_batches(run / part["file"])):
-                table = pa.Table.from_batches([raw])
-                owners = table.column("_owner") if "_owner" in table.column_names else None
-                mapped = plan.mapping.apply(table.drop_columns(["_owner"]) if owners is not None else table)
-                try:
-                    result = validator.validate(mapped)
-                except ContractError as exc:
-                    raise SyncError(
-                        exc.code, exc.message_zh, exc.message_en, part["origin"] or plan.edge.source
-                    ) from None
-                n = mapped.num_rows
-                flags: list[str | None] = [None] * n
-                bad_rows: list[int] = []
-                reports = []
-                for report in result.reports():
-                    i = report.row - result.first_row
-                    if report.severity is Severity.ERROR:
-                        bad_rows.append(i)
-                        reports.append(report)
-                    else:
-                        flags[i] = ",".join(report.codes)
-                payloads = _payloads(mapped, np.array(bad_rows, dtype=np.int64)) if bad_rows else []
-                for report, payload in zip(reports, payloads, strict=True):
-                    rejects.write(
-                        dumps(
-                            {
-                                "batch": j,
-                                "row": report.row,
-                                "key": report.key,
-                                "codes": report.codes,
-                                "zh": report.message_zh,
-                                "en": report.message_en,
-                                "payload": payload,
-                                "where": f"{part['origin'] or plan.edge.source}:{report.row}",
-                            }
-                        )
-                        + "\n"
-                    )
-                keep = pa.array(~result.rejected)
-                accepted = result.table.filter(keep)
-                if owners is not None:
-                    owner_col = pc.cast(owners, pa.string()).filter(keep)
-                else:
-                    owner_col = pa.array([plan.owner] * accepted.num_rows, pa.string())
-                flag_col = pa.array(flags, pa.string()).filter(keep)
-                arrays = [*accepted.columns, owner_col, flag_col]
-                writer.write_batch(
-                    pa.RecordBatch.from_arrays(
-                        [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays],
-                        schema=out_schema,
-                    )
-                )
-                rejected = int(result.rejected.sum())
-                batches_meta.append({"rows": accepted.num_rows, "rejected": rejected})
-                totals["rows"] += n
-                totals["accepted"] += accepted.num_rows
-                totals["rejected"] += rejected
-                totals["flagged"] += int(result.flagged.sum())
-        out_parts.append(
-            {"file": valid_name, "rejects": rejects_name, "batches": batches_meta, "origin": part["origin"]}
-        )
-    _write_json(run / "validate.json", {**totals, "parts": out_parts})
+    with spool.edge_lock(ex.spool, plan.edge.id, wait=lock_wait):
+        extracted = _read_json(run / "extract.json")
+        out_parts = []
+        quarantined: list[dict[str, Any]] = []
+        totals = {"rows": 0, "accepted": 0, "rejected": 0, "flagged": 0}
+        for p, part in enumerate(extracted["parts"], start=1):
+            if part["file"] is None:
+                out_parts.append({"file": None, "rejects": None, "batches": [], "origin": part["origin"]})
+                continue
+            try:
+                out, counts = _validate_part(plan, run, p, part, cancel)
+            except _FileRefused as refused:
+                for name in (f"valid-{p:04d}.arrow", f"rejects-{p:04d}.jsonl"):
+                    (run / name).unlink(missing_ok=True)
+                drop = _drop_of(part["origin"], part.get("fingerprint"))
+                assert drop is not None
+                if drop.unchanged():
+                    lib = libraries(ex, plan.edge.target)
+                    _quarantine_file(lib, plan, drop, refused.error, quarantined)
+                out_parts.append({"file": None, "rejects": None, "batches": [], "origin": None})
+                continue
+            out_parts.append(out)
+            for k, v in counts.items():
+                totals[k] += v
+        _write_json(run / "validate.json", {**totals, "parts": out_parts, "quarantined": quarantined})
     return uri(run)
+
+
+def _validate_part(
+    plan: _Plan, run: Path, p: int, part: dict[str, Any], cancel: CancelToken | None
+) -> tuple[dict[str, Any], dict[str, int]]:
+    spec = schemas.get(plan.dataset)
+    totals = {"rows": 0, "accepted": 0, "rejected": 0, "flagged": 0}
+    # A library's key is its primary key: only a local system's extract can repeat one.
+    validator = Validator(
+        spec,
+        timezone=plan.timezone,
+        uscc_allowlist=plan.allowlist,
+        check_duplicates=plan.edge.source_kind == "system",
+    )
+    valid_name, rejects_name = f"valid-{p:04d}.arrow", f"rejects-{p:04d}.jsonl"
+    schema = spec.schema
+    out_schema = pa.schema(
+        [f.with_nullable(True) for f in schema]
+        + [pa.field("_owner", pa.string()), pa.field("_flags", pa.string())],
+        metadata=schema.metadata,
+    )
+    batches_meta = []
+    where = part["origin"] or plan.edge.source
+    with (
+        pa.ipc.new_file(_private_sink(run / valid_name), out_schema) as writer,
+        spool.open_private(run / rejects_name) as rejects,
+    ):
+        for j, raw in enumerate(_batches(run / part["file"])):
+            _check(cancel)
+            table = pa.Table.from_batches([raw])
+            owners = table.column("_owner") if "_owner" in table.column_names else None
+            mapped = plan.mapping.apply(table.drop_columns(["_owner"]) if owners is not None else table)
+            try:
+                result = validator.validate(mapped)
+            except ContractError as exc:
+                error = SyncError(exc.code, exc.message_zh, exc.message_en, where)
+                if part["origin"]:
+                    raise _FileRefused(error) from None
+                raise error from None
+            n = mapped.num_rows
+            flags: list[str | None] = [None] * n
+            bad_rows: list[int] = []
+            reports = []
+            for report in result.reports():
+                i = report.row - result.first_row
+                if report.severity is Severity.ERROR:
+                    bad_rows.append(i)
+                    reports.append(report)
+                else:
+                    flags[i] = ",".join(report.codes)
+            payloads = _payloads(mapped, np.array(bad_rows, dtype=np.int64)) if bad_rows else []
+            for report, payload in zip(reports, payloads, strict=True):
+                rejects.write(
+                    dumps(
+                        {
+                            "batch": j,
+                            "row": report.row,
+                            "key": report.key,
+                            "codes": report.codes,
+                            "zh": report.message_zh,
+                            "en": report.message_en,
+                            "payload": payload,
+                            "where": f"{where}:{report.row}",
+                        }
+                    )
+                    + "\n"
+                )
+            keep = pa.array(~result.rejected)
+            accepted = result.table.filter(keep)
+            if owners is not None:
+                owner_col = pc.cast(owners, pa.string()).filter(keep)
+            else:
+                owner_col = pa.array([plan.owner] * accepted.num_rows, pa.string())
+            flag_col = pa.array(flags, pa.string()).filter(keep)
+            arrays = [*accepted.columns, owner_col, flag_col]
+            writer.write_batch(
+                pa.RecordBatch.from_arrays(
+                    [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays],
+                    schema=out_schema,
+                )
+            )
+            rejected = int(result.rejected.sum())
+            batches_meta.append(
+                {"rows": accepted.num_rows, "rejected": rejected, "cursor": part["batches"][j]["cursor"]}
+            )
+            totals["rows"] += n
+            totals["accepted"] += accepted.num_rows
+            totals["rejected"] += rejected
+            totals["flagged"] += int(result.flagged.sum())
+    out = {
+        "file": valid_name,
+        "rejects": rejects_name,
+        "batches": batches_meta,
+        "origin": part["origin"],
+        "fingerprint": part.get("fingerprint"),
+    }
+    return out, totals
 
 
 # -- seal ---------------------------------------------------------------------------------------------
@@ -475,45 +651,53 @@ def hash_columns(dataset: str) -> list[str]:
     return [*schemas.get(dataset).names, "_owner"]
 
 
-def seal(ex: Exchange, run_uri: str, *, resolve_conn: ResolveConn = None) -> str:
+def seal(
+    ex: Exchange,
+    run_uri: str,
+    *,
+    resolve_conn: ResolveConn = None,
+    cancel: CancelToken | None = None,
+    lock_wait: float = STEP_LOCK_WAIT,
+) -> str:
     """Sign one manifest per validated batch, chained to the edge's last loaded manifest."""
     run = path_of(run_uri)
     meta = _read_json(run / "run.json")
     plan = _plan(ex, meta["edge"])
-    validated = _read_json(run / "validate.json")
-    extracted = _read_json(run / "extract.json")
-    key_id, private = KeyStore(ex.keys_dir).signer(plan.signer)
-    state = libraries(ex, plan.edge.target, resolve_conn).state(plan.edge.id)
-    prev = state["last_manifest_hash"] if state else ""
-    cursor_from = meta["cursor_from"]
-    cols = hash_columns(plan.dataset)
-    schema_id = schema_fingerprint(schemas.get(plan.dataset).schema)
-    sealed = []
-    for p, part in enumerate(validated["parts"]):
-        if part["file"] is None:
-            continue
-        for j, batch in enumerate(_batches(run / part["file"])):
-            leaves = row_hashes(pa.Table.from_batches([batch]), cols)
-            cursor_to = extracted["parts"][p]["batches"][j]["cursor"]
-            manifest = seal_manifest(
-                dataset=plan.dataset,
-                edge=plan.edge.id,
-                source=plan.signer,
-                target=plan.edge.target,
-                cursor_from=cursor_from,
-                cursor_to=cursor_to,
-                rows=batch.num_rows,
-                rejected=part["batches"][j]["rejected"],
-                merkle_root=merkle_root(leaves).hex(),
-                prev_hash=prev,
-                schema=schema_id,
-                key_id=key_id,
-                private_key=private,
-            )
-            sealed.append({"part": p, "batch": j, "manifest": json.loads(manifest.to_json())})
-            prev = manifest.hash
-            cursor_from = cursor_to if cursor_to is not None else cursor_from
-    _write_json(run / "sealed.json", {"manifests": sealed})
+    with spool.edge_lock(ex.spool, plan.edge.id, wait=lock_wait):
+        validated = _read_json(run / "validate.json")
+        key_id, private = KeyStore(ex.keys_dir).signer(plan.signer)
+        state = libraries(ex, plan.edge.target, resolve_conn).state(plan.edge.id)
+        prev = state["last_manifest_hash"] if state else ""
+        cursor_from = meta["cursor_from"]
+        cols = hash_columns(plan.dataset)
+        schema_id = schema_fingerprint(schemas.get(plan.dataset).schema)
+        sealed = []
+        for p, part in enumerate(validated["parts"]):
+            if part["file"] is None:
+                continue
+            for j, batch in enumerate(_batches(run / part["file"])):
+                _check(cancel)
+                leaves = row_hashes(pa.Table.from_batches([batch]), cols)
+                cursor_to = part["batches"][j]["cursor"]
+                manifest = seal_manifest(
+                    dataset=plan.dataset,
+                    edge=plan.edge.id,
+                    source=plan.signer,
+                    target=plan.edge.target,
+                    cursor_from=cursor_from,
+                    cursor_to=cursor_to,
+                    rows=batch.num_rows,
+                    rejected=part["batches"][j]["rejected"],
+                    merkle_root=merkle_root(leaves).hex(),
+                    prev_hash=prev,
+                    schema=schema_id,
+                    key_id=key_id,
+                    private_key=private,
+                )
+                sealed.append({"part": p, "batch": j, "manifest": json.loads(manifest.to_json())})
+                prev = manifest.hash
+                cursor_from = cursor_to if cursor_to is not None else cursor_from
+        _write_json(run / "sealed.json", {"manifests": sealed})
     return uri(run)
 
 
@@ -524,48 +708,97 @@ def _rejects(run: Path, name: str | None) -> dict[int, list[FailedRow]]:
     out: dict[int, list[FailedRow]] = {}
     if not name:
         return out
-    with (run / name).open(encoding="utf-8") as fh:
-        for line in fh:
-            r = json.loads(line)
-            out.setdefault(r["batch"], []).append(
-                FailedRow(r["row"], r["key"], r["codes"], r["zh"], r["en"], r["payload"], r.get("where", ""))
-            )
+    path = run / name
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                r = json.loads(line)
+                out.setdefault(r["batch"], []).append(
+                    FailedRow(
+                        r["row"], r["key"], r["codes"], r["zh"], r["en"], r["payload"], r.get("where", "")
+                    )
+                )
+    except FileNotFoundError:
+        raise spool.SpoolError(
+            "SPOOL_MISSING",
+            "运行目录中缺少被拒绝行的文件：请重新运行同步",
+            "the rejected rows' file is missing from the run folder: run the sync again",
+            str(path),
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise spool.corrupt(path, exc) from None
     return out
 
 
+def _owner_problem(ex: Exchange, plan: _Plan, manifest: Manifest, table: pa.Table) -> ManifestError | None:
+    """BATCH_OWNER when a row is owned by neither the signer nor a node below it in the topology.
+
+    A county sends only its own records; a province forwards its counties' (and its own). Migration
+    does not change this: the new owner's row is the new owner's, the old owner's release its own.
+    """
+    allowed = ex.below(plan.signer)
+    owners = set(pc.unique(table.column("_owner")).to_pylist())
+    foreign = sorted(str(o) for o in owners if o not in allowed)
+    if not foreign:
+        return None
+    shown = ", ".join(foreign[:5]) + (" …" if len(foreign) > 5 else "")
+    return ManifestError(
+        "BATCH_OWNER",
+        f"批次含有不属于签名节点 {plan.signer} 及其下级节点的记录（所有者 {shown}），整批拒绝",
+        f"the batch holds records owned by {shown}, neither the signer {plan.signer} nor a node below it; "
+        "the whole batch is refused",
+        f"{manifest.edge} batch {manifest.batch_id}",
+    )
+
+
 def load(
-    ex: Exchange, run_uri: str, *, resolve_conn: ResolveConn = None, keep_files: bool = False
+    ex: Exchange,
+    run_uri: str,
+    *,
+    resolve_conn: ResolveConn = None,
+    keep_files: bool = False,
+    cancel: CancelToken | None = None,
+    lock_wait: float = STEP_LOCK_WAIT,
 ) -> dict[str, Any]:
     """Verify and apply every sealed batch of the run; returns the run's summary.
 
     A batch that fails verification is recorded as a failed transfer and stops the run
-    (SyncError); batches loaded before it stay loaded.
+    (SyncError); batches loaded before it stay loaded. Once the run has committed, its folder keeps
+    only the summary (``keep_files`` keeps the step files, for tests and benchmarks).
     """
     run = path_of(run_uri)
     meta = _read_json(run / "run.json")
     plan = _plan(ex, meta["edge"])
+    with spool.edge_lock(ex.spool, plan.edge.id, wait=lock_wait):
+        summary = _load(ex, plan, run, meta, resolve_conn=resolve_conn, cancel=cancel)
+        if keep_files:
+            _write_json(run / spool.SUMMARY, summary)
+        else:
+            spool.finish(run, summary, dumps)
+        spool.abandon_older(run.parent, keep=run.name, started=float(meta.get("started_epoch") or 0))
+    return summary
+
+
+def _load(
+    ex: Exchange,
+    plan: _Plan,
+    run: Path,
+    meta: dict[str, Any],
+    *,
+    resolve_conn: ResolveConn,
+    cancel: CancelToken | None,
+) -> dict[str, Any]:
     edge = plan.edge
     spec = schemas.get(plan.dataset)
     lib = libraries(ex, edge.target, resolve_conn)
+    extracted = _read_json(run / "extract.json")
     validated = _read_json(run / "validate.json")
     sealed = _read_json(run / "sealed.json")["manifests"]
     trust = TrustList.load(ex.trust_list)
     cols = hash_columns(plan.dataset)
     schema_id = schema_fingerprint(spec.schema)
-    totals = {
-        k: 0
-        for k in (
-            "batches",
-            "rows",
-            "inserted",
-            "updated",
-            "unchanged",
-            "stale",
-            "conflicts",
-            "rejected",
-            "duplicates",
-        )
-    }
+    counters = ("batches", "rows", "inserted", "updated", "unchanged", "stale", "conflicts", "rejected")
+    totals = dict.fromkeys((*counters, "duplicates"), 0)
     by_part: dict[int, list[dict[str, Any]]] = {}
     for entry in sealed:
         by_part.setdefault(entry["part"], []).append(entry)
@@ -579,10 +812,13 @@ def load(
     # The next batch is read and hashed on a worker thread while the current one is written.
     items = [(p, entry) for p in range(len(validated["parts"])) for entry in by_part.get(p, [])]
     prepared = _prefetched(items, prepare)
+    archived: list[str] = []
+    left = list(extracted.get("left", []))
     for p, part in enumerate(validated["parts"]):
         entries = by_part.get(p, [])
         rejects = _rejects(run, part["rejects"]) if entries else {}
         for entry in entries:
+            _check(cancel)  # between batches: each batch's transaction is whole or absent
             manifest, table, leaves = next(prepared)
             if lib.loaded(manifest.batch_id):
                 totals["duplicates"] += 1
@@ -597,7 +833,14 @@ def load(
                     leaves=leaves,
                     rows=table.num_rows,
                     schema=schema_id,
+                    signer=plan.signer,
+                    edge=edge.id,
+                    target=edge.target,
+                    dataset=plan.dataset,
                 )
+                problem = _owner_problem(ex, plan, manifest, table)
+                if problem is not None:
+                    raise problem
             except ManifestError as exc:
                 _reject_batch(lib, plan, manifest, exc)
                 raise SyncError(
@@ -626,35 +869,28 @@ def load(
             except StoreError as exc:
                 raise SyncError(exc.code, exc.message_zh, exc.message_en, exc.where) from None
             totals["batches"] += 1
-            for k in ("rows", "inserted", "updated", "unchanged", "stale", "conflicts", "rejected"):
+            for k in counters[1:]:
                 totals[k] += getattr(result, k)
-        if part.get("origin") and edge.source_kind == "system":
-            origin = Path(part["origin"])
-            system = ex.systems[edge.source]
-            if origin.exists() and system.folder is not None:
-                archive(origin, system.folder)
+        origin = part.get("origin")
+        if origin and edge.source_kind == "system" and plan.folder is not None and Path(origin).exists():
+            # Archived only if it is still the file that was read: a writer that appended since
+            # gets the whole file read again by the next run (the rows already loaded are no-ops).
+            drop = _drop_of(origin, part.get("fingerprint"))
+            if archive(Path(origin), plan.folder, expect=drop) is None:
+                left.append({"file": origin, "why": "changed since it was read"})
+            else:
+                archived.append(origin)
     if not sealed:
         lib.note_success(edge.id, plan.dataset, edge.source)
-    summary = {**meta, **totals, "finished_at": _now().isoformat()}
-    _write_json(run / "load.json", summary)
-    if not keep_files:
-        for f in run.glob("*.arrow"):
-            f.unlink()
-        _prune(run.parent, keep=KEEP_RUNS)
-    return summary
-
-
-#: Finished runs whose summaries (run, extract, validate, sealed, load JSON; rejects) stay in the spool.
-KEEP_RUNS = 20
-
-
-def _prune(edge_folder: Path, *, keep: int) -> None:
-    """Remove an edge's oldest finished run folders beyond the newest ``keep`` (unfinished ones stay)."""
-    done = sorted(
-        (p for p in edge_folder.iterdir() if (p / "load.json").is_file()), key=lambda p: p.stat().st_mtime
-    )
-    for old in done[:-keep] if keep else done:
-        shutil.rmtree(old, ignore_errors=True)
+    quarantined = [*extracted.get("quarantined", []), *validated.get("quarantined", [])]
+    return {
+        **{k: v for k, v in meta.items() if k not in ("cursor_from", "started_epoch")},
+        **totals,
+        "quarantined": [{"file": Path(q["file"]).name, "code": q["code"]} for q in quarantined],
+        "left": [{"file": Path(f["file"]).name, "why": f["why"]} for f in left],
+        "archived": len(archived),
+        "finished_at": _now().isoformat(),
+    }
 
 
 def _prefetched(items: list[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
@@ -671,8 +907,18 @@ def _prefetched(items: list[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
 
 
 def _read_batch(path: Path, index: int) -> pa.RecordBatch:
-    with pa.OSFile(str(path)) as source:
-        return pa.ipc.open_file(source).get_batch(index)
+    try:
+        with pa.OSFile(str(path)) as source:
+            return pa.ipc.open_file(source).get_batch(index)
+    except FileNotFoundError:
+        raise spool.SpoolError(
+            "SPOOL_MISSING",
+            "运行目录中缺少上一步的文件：请重新运行同步",
+            "a file of the previous step is missing from the run folder: run the sync again",
+            str(path),
+        ) from None
+    except (pa.ArrowException, OSError, IndexError) as exc:
+        raise spool.corrupt(path, exc) from None
 
 
 _HEX = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), dtype=np.uint8).reshape(256, 2)
@@ -760,17 +1006,33 @@ def sync_edge(
     full: bool = False,
     resolve_conn: ResolveConn = None,
     on_rows: Callable[[int], None] | None = None,
+    cancel: CancelToken | None = None,
+    lock_wait: float = 0.0,
 ) -> dict[str, Any]:
-    """Run the four steps of one edge in this process; a failure is recorded, then raised."""
-    try:
-        run_uri = extract(ex, edge_id, full=full, resolve_conn=resolve_conn, on_rows=on_rows)
-        validate(ex, run_uri)
-        seal(ex, run_uri, resolve_conn=resolve_conn)
-        summary = load(ex, run_uri, resolve_conn=resolve_conn)
-    except ExtractError as exc:
-        record_run_failure(ex, edge_id, exc, resolve_conn=resolve_conn)
-        raise
-    return summary
+    """Run the four steps of one edge in this process, holding the edge's lock throughout.
+
+    A failure is recorded as a failed run, then raised. Another run holding the edge waits up to
+    ``lock_wait`` seconds, then EDGE_BUSY (not recorded: that other run is doing the work). A stop
+    asked for through ``cancel`` ends the run between batches (:class:`Interrupted`); what committed
+    stays committed, the run's folder is removed, and the next run resumes from the committed cursor.
+    """
+    edge = ex.edge(edge_id)
+    with spool.edge_lock(ex.spool, edge.id, wait=lock_wait):
+        run_uri = None
+        try:
+            run_uri = extract(
+                ex, edge_id, full=full, resolve_conn=resolve_conn, on_rows=on_rows, cancel=cancel
+            )
+            validate(ex, run_uri, cancel=cancel)
+            seal(ex, run_uri, resolve_conn=resolve_conn, cancel=cancel)
+            return load(ex, run_uri, resolve_conn=resolve_conn, cancel=cancel)
+        except ExtractError as exc:
+            record_run_failure(ex, edge_id, exc, resolve_conn=resolve_conn)
+            raise
+        except Interrupted:
+            if run_uri is not None:
+                spool.discard(path_of(run_uri))
+            raise
 
 
 def status(

@@ -217,6 +217,38 @@ def seal(
     return dataclasses.replace(unsigned, signature=b64url(private_key.sign(unsigned.canonical_bytes())))
 
 
+def _check_binding(
+    manifest: Manifest,
+    where: str,
+    *,
+    signer: str | None,
+    edge: str | None,
+    target: str | None,
+    dataset: str | None,
+) -> None:
+    """What a signed manifest may claim here: its signer, edge, target and dataset (see :func:`verify`)."""
+    if signer is not None and manifest.source != signer:
+        raise ManifestError(
+            "BATCH_SIGNER",
+            f"批次由节点 {manifest.source} 签名，但本边只接受 {signer} 签封的批次",
+            f"batch signed by node {manifest.source}, but only {signer} may seal batches on this edge",
+            where,
+        )
+    checks = (
+        ("BATCH_EDGE", "同步边", "edge", manifest.edge, edge),
+        ("BATCH_TARGET", "目标节点", "target node", manifest.target, target),
+        ("BATCH_DATASET", "数据集", "dataset", manifest.dataset, dataset),
+    )
+    for code, zh, en, claimed, expected in checks:
+        if expected is not None and claimed != expected:
+            raise ManifestError(
+                code,
+                f"批次清单的{zh}为 {claimed}，但正在载入的是 {expected}",
+                f"the batch manifest names {en} {claimed}, but it is being loaded into {expected}",
+                where,
+            )
+
+
 def verify(
     manifest: Manifest,
     trust: TrustList,
@@ -226,11 +258,18 @@ def verify(
     rows: int | None = None,
     now: datetime.datetime | None = None,
     schema: str | None = None,
+    signer: str | None = None,
+    edge: str | None = None,
+    target: str | None = None,
+    dataset: str | None = None,
 ) -> None:
     """Check a manifest before loading its batch; ManifestError on the first failure.
 
     In order: the source's key in the trust list at ``created_at`` (BATCH_KEY_UNKNOWN,
-    BATCH_KEY_REVOKED, BATCH_KEY_EXPIRED, BATCH_KEY_NODE), the signature (BATCH_SIGNATURE), the
+    BATCH_KEY_REVOKED, BATCH_KEY_EXPIRED, BATCH_KEY_NODE), the signature (BATCH_SIGNATURE); then what
+    the signature is bound to, each when given: the signer must be the node allowed to seal for this
+    edge (BATCH_SIGNER), and the edge, target and dataset must be the ones being loaded (BATCH_EDGE,
+    BATCH_TARGET, BATCH_DATASET) — a valid signature proves only who signed, not that they may; the
     chain (BATCH_CHAIN: ``prev_hash`` must equal ``expected_prev``), the schema when ``schema`` is
     given (BATCH_SCHEMA), the row count against ``rows`` and ``len(leaves)`` (BATCH_ROWS), and the
     Merkle root recomputed from ``leaves`` (BATCH_ROOT).
@@ -260,6 +299,7 @@ def verify(
             f"of {manifest.source})",
             where,
         ) from exc
+    _check_binding(manifest, where, signer=signer, edge=edge, target=target, dataset=dataset)
     if manifest.prev_hash != expected_prev:
         raise ManifestError(
             "BATCH_CHAIN",

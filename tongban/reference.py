@@ -37,9 +37,12 @@ def render_dataset(dataset: Dataset) -> str:
             codes = ", ".join(f"`{c}`" for c in f.codes)
         else:
             codes = f"≤ {f.max_length}" if f.max_length else ""
+        sensitivity = str(f.sensitivity)
+        if f.personal_when:
+            sensitivity += f" (personal when `{f.personal_when[0]}` = `{f.personal_when[1]}`)"
         lines.append(
             f"| `{f.name}` | {f.label} | {f.kind} | {f.type} | {'yes' if f.required else 'no'} | "
-            f"{f.sensitivity} | {codes} | {_cell(f.description)} |"
+            f"{sensitivity} | {codes} | {_cell(f.description)} |"
         )
     return "\n".join(lines) + "\n"
 

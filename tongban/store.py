@@ -44,10 +44,13 @@ __all__ = [
     "migrate",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-#: Columns every record carries beside its dataset fields (not part of its content hash).
+#: Columns a batch's rows carry beside their dataset fields (not part of the content hash).
 META_COLUMNS = ("_owner", "_hash", "_batch", "_leaf", "_source", "_flags", "_synced_at")
+
+#: The load sequence number a record got when it was last written: the library's commit order.
+SEQ = "_seq"
 
 #: How a dataset's records move between owners: (status that releases a record, field naming the new owner).
 MIGRATION = {"population": ("moved_out", "moved_to"), "business": ("moved_out", "moved_to")}
@@ -119,6 +122,7 @@ def _record_columns(dataset: Dataset, *, key: bool) -> list[sa.Column[Any]]:
         sa.Column("_source", sa.String(120), nullable=False),
         sa.Column("_flags", sa.Text),
         sa.Column("_synced_at", _Stamp(), nullable=False),
+        sa.Column(SEQ, sa.BigInteger, nullable=False),
     ]
     return cols
 
@@ -130,7 +134,8 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
             name,
             metadata,
             *_record_columns(dataset, key=True),
-            sa.Index(f"ix_{name}_synced", "_synced_at", dataset.key),
+            # A parent library reads what changed by (load sequence, key): exact, in commit order.
+            sa.Index(f"ix_{name}_seq", SEQ, dataset.key),
             sa.Index(f"ix_{name}_owner", "_owner"),
         )
         tables[f"{name}_history"] = sa.Table(
@@ -160,6 +165,14 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("conflicts", sa.Integer, nullable=False),
         sa.Column("rejected", sa.Integer, nullable=False),
         sa.Column("loaded_at", _Stamp(), nullable=False),
+        sa.Column("seq", sa.BigInteger),  # the library's load sequence number of this batch
+        sa.Column("key_id", sa.String(16), index=True),  # the key that signed the manifest
+    )
+    tables["load_seq"] = sa.Table(
+        "load_seq",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("seq", sa.BigInteger, nullable=False),
     )
     tables["failed_transfers"] = sa.Table(
         "failed_transfers",
@@ -215,8 +228,47 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
 METADATA = sa.MetaData()
 TABLES = _define(METADATA)
 
-# Ordered migrations from one version to the next; version 1 is the schema above, created whole.
-_MIGRATIONS: dict[int, Any] = {}
+
+def _migrate_2(conn: sa.Connection) -> None:
+    """Version 2: records carry the library's load sequence number (``_seq``), the ledger numbers
+    its batches and names the key that signed each; parents read a child by ``(_seq, key)``."""
+    for name in schemas.DATASETS:
+        for table in (name, f"{name}_history"):
+            conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN "{SEQ}" BIGINT NOT NULL DEFAULT 0')
+    conn.exec_driver_sql("ALTER TABLE batches ADD COLUMN seq BIGINT")
+    conn.exec_driver_sql("ALTER TABLE batches ADD COLUMN key_id VARCHAR(16)")
+    ledger = TABLES["batches"]
+    done = conn.execute(
+        sa.select(ledger.c.batch_id, ledger.c.manifest).order_by(ledger.c.loaded_at, ledger.c.batch_id)
+    ).all()
+    numbered = []
+    for seq, (batch_id, manifest) in enumerate(done, start=1):
+        try:
+            kid = json.loads(manifest).get("key_id")
+        except (ValueError, AttributeError):
+            kid = None
+        numbered.append({"b": batch_id, "seq": seq, "kid": kid if isinstance(kid, str) else None})
+    if numbered:
+        conn.execute(
+            ledger.update()
+            .where(ledger.c.batch_id == sa.bindparam("b"))
+            .values(seq=sa.bindparam("seq"), key_id=sa.bindparam("kid")),
+            numbered,
+        )
+    for name, dataset in schemas.DATASETS.items():
+        records = TABLES[name]
+        seq_of = sa.select(ledger.c.seq).where(ledger.c.batch_id == records.c._batch).scalar_subquery()
+        conn.execute(records.update().values({SEQ: sa.func.coalesce(seq_of, 0)}))
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS ix_{name}_synced")
+        conn.exec_driver_sql(f'CREATE INDEX ix_{name}_seq ON "{name}" ("{SEQ}", "{dataset.key}")')
+    conn.exec_driver_sql("CREATE INDEX ix_batches_key_id ON batches (key_id)")
+    seq_table = TABLES["load_seq"]
+    conn.execute(seq_table.delete())
+    conn.execute(seq_table.insert().values(id=1, seq=len(numbered)))
+
+
+# Ordered migrations from one version to the next; a new library is created whole at the latest.
+_MIGRATIONS: dict[int, Any] = {2: _migrate_2}
 
 
 def migrate(engine: sa.Engine) -> int:
@@ -233,8 +285,11 @@ def migrate(engine: sa.Engine) -> int:
                 f"library schema version {version} is newer than this program's {SCHEMA_VERSION}",
                 mask_url(str(engine.url)),
             )
-        for step in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+        for step in range((version or SCHEMA_VERSION) + 1, SCHEMA_VERSION + 1):
             _MIGRATIONS[step](conn)
+        seq_table = TABLES["load_seq"]
+        if conn.execute(sa.select(seq_table.c.id)).first() is None:
+            conn.execute(seq_table.insert().values(id=1, seq=0))
         if version != SCHEMA_VERSION:
             if row:
                 conn.execute(
@@ -575,7 +630,13 @@ class Library:
                     edge,
                 )
             now = _utcnow()
+            seq = self.next_seq(conn)
             if rows.num_rows:
+                stamp = pa.repeat(pa.scalar(seq, pa.int64()), rows.num_rows)
+                if SEQ in rows.column_names:
+                    rows = rows.set_column(rows.column_names.index(SEQ), SEQ, stamp)
+                else:
+                    rows = rows.append_column(SEQ, stamp)
                 self._apply(conn, spec, rows, result, now, edge=edge, source=source, batch_id=batch_id)
             failed = self.tables["failed_transfers"]
             rejected = self._new_failures(conn, edge, rejected)
@@ -624,6 +685,8 @@ class Library:
                     conflicts=result.conflicts,
                     rejected=result.rejected,
                     loaded_at=now,
+                    seq=seq,
+                    key_id=_manifest_key_id(manifest_json),
                 )
             )
             st = self.tables["sync_state"]
@@ -663,6 +726,18 @@ class Library:
                 )
             self.resolve_runs(edge, conn)
         return result
+
+    def next_seq(self, conn: sa.Connection) -> int:
+        """Take the library's next load sequence number inside ``conn``'s transaction.
+
+        The counter's row stays locked until the transaction ends (SQLite's writers are serialized
+        anyway), so sequence numbers follow commit order: a parent that read up to ``n`` never misses
+        a write that commits later, which gets a number above ``n``.
+        """
+        t = self.tables["load_seq"]
+        if not conn.execute(t.update().where(t.c.id == 1).values(seq=t.c.seq + 1)).rowcount:
+            conn.execute(t.insert().values(id=1, seq=1))
+        return int(conn.execute(sa.select(t.c.seq).where(t.c.id == 1)).scalar_one())
 
     def _new_failures(self, conn: sa.Connection, edge: str, rows: Sequence[FailedRow]) -> list[FailedRow]:
         """The rejected rows not already kept, open, for this edge (a lookback re-read adds nothing)."""
@@ -832,8 +907,7 @@ class Library:
             result.inserted = int(staged) - result.updated
             if staged:
                 ins = (pg.insert if self.dialect == "postgresql" else sq.insert)(records)
-                # Stamped inside the transaction: a library read by (_synced_at, key) sees stamps in
-                # commit order (SQLite serializes writers; PostgreSQL readers rely on the lookback).
+                # Stamped inside the transaction (the load sequence number came with the rows).
                 select = sa.select(
                     *[sa.literal(now, _Stamp()).label(n) if n == "_synced_at" else stage.c[n] for n in names]
                 )
@@ -877,6 +951,14 @@ class Library:
                 cur.executemany(sql, chunk)
         finally:
             cur.close()
+
+
+def _manifest_key_id(manifest_json: str) -> str | None:
+    try:
+        kid = json.loads(manifest_json).get("key_id")
+    except (ValueError, AttributeError):
+        return None
+    return kid if isinstance(kid, str) else None
 
 
 def _failure_digest(edge: str, row: FailedRow) -> str:
