@@ -55,7 +55,7 @@ def _fail(ex: Exchange, edge_id: str, exc: BaseException) -> None:
     if isinstance(exc, engine.SyncError) and exc.permanent:
         raise AirflowFailException(f"{exc.code}: {exc.message_en} ({exc.where})") from None
     if isinstance(exc, ExtractError):
-        retryable = exc.code.endswith("UNREACHABLE") or exc.code in {"SQL_ERROR", "BATCH_CHAIN"}
+        retryable = exc.code.endswith("UNREACHABLE") or exc.code in {"SQL_ERROR", "BATCH_CHAIN", "EDGE_BUSY"}
         if not retryable:
             raise AirflowFailException(f"{exc.code}: {exc.message_en} ({exc.where})") from None
         raise RuntimeError(f"{exc.code}: {exc.message_en} ({exc.where})") from None

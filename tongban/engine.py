@@ -49,6 +49,7 @@ from connectors.sql import Cursor, read_sql_incremental
 from schemas.validate import ContractError, Severity, Validator
 from tongban import spool
 from tongban.config import Edge, Exchange
+from tongban.errors import SyncError
 from tongban.interrupt import CancelToken, Interrupted
 from tongban.manifest import Manifest, ManifestError, schema_fingerprint, verify
 from tongban.manifest import seal as seal_manifest
@@ -68,42 +69,10 @@ __all__ = [
     "validate",
 ]
 
-#: Codes of failures a retry cannot fix (bad input, bad signatures): fail fast.
-PERMANENT = {
-    "BATCH_KEY_UNKNOWN",
-    "BATCH_KEY_REVOKED",
-    "BATCH_KEY_EXPIRED",
-    "BATCH_KEY_NODE",
-    "BATCH_SIGNATURE",
-    "BATCH_ROOT",
-    "BATCH_ROWS",
-    "BATCH_SCHEMA",
-    "BATCH_SIGNER",
-    "BATCH_EDGE",
-    "BATCH_TARGET",
-    "BATCH_DATASET",
-    "BATCH_OWNER",
-    "COLUMN_MISSING",
-    "SPOOL_CORRUPT",
-    "SPOOL_MISSING",
-    "MAPPING_FIELD",
-    "KEY_MISSING",
-    "TRUST_SIGNATURE",
-    "TRUST_UNREADABLE",
-}
-
 ResolveConn = Callable[[str], str] | None
 
 #: How long a step started on its own (an Airflow task) waits for its edge's lock before EDGE_BUSY.
 STEP_LOCK_WAIT = 600.0
-
-
-class SyncError(ExtractError):
-    """A run that cannot go on (the failure is recorded before this is raised)."""
-
-    @property
-    def permanent(self) -> bool:
-        return self.code in PERMANENT or self.code.startswith(("CONFIG_", "MAPPING_"))
 
 
 def _now() -> _dt.datetime:

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from connectors.errors import ExtractError
+from tongban.errors import SyncError
 
 __all__ = [
     "KEEP_RUNS",
@@ -46,7 +46,7 @@ KEEP_RUNS = 20
 SUMMARY = "load.json"
 
 
-class SpoolError(ExtractError):
+class SpoolError(SyncError):
     """A spool file that is missing or damaged, or an edge another run holds."""
 
 

@@ -16,6 +16,7 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -361,7 +362,7 @@ class Library:
         if self.dialect == "sqlite":
             database = self.engine.url.database
             if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                _private_database(Path(database))
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
         self.tables = TABLES
@@ -1003,6 +1004,17 @@ def _row_chunks(columns: list[list[Any]], size: int = 65_536) -> Iterator[list[t
     n = len(columns[0]) if columns else 0
     for start in range(0, n, size):
         yield list(zip(*(c[start : start + size] for c in columns), strict=True))
+
+
+def _private_database(path: Path) -> None:
+    """Create a SQLite library file readable by its owner only (SQLite gives its -wal and -shm files
+    the database file's mode), and tighten an existing one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(path, 0o600)
+    except OSError:
+        pass  # read-only places fail later with a coded error when the library is opened
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

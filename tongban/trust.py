@@ -268,8 +268,8 @@ class KeyStore:
         if kid is None:
             raise TrustError(
                 "KEY_MISSING",
-                f"节点 {node} 没有签名密钥（先运行 tongban keys init）",
-                f"node {node} has no signing key (run `tongban keys init` first)",
+                f"节点 {node} 没有签名密钥（先运行 tongban init）",
+                f"node {node} has no signing key (run `tongban init` first)",
                 str(self._node_dir(node)),
             )
         return kid, self.private(node, kid)
