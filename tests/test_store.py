@@ -177,6 +177,45 @@ def test_migrate_is_idempotent_and_records_the_version(lib: Library) -> None:
     assert err.value.code == "LIBRARY_TOO_NEW"
 
 
+def _as_version_1(lib: Library) -> None:
+    """Take a library back to schema version 1 (no load sequence numbers, no key ids in the ledger)."""
+    with lib.engine.begin() as c:
+        for name, dataset in schemas.DATASETS.items():
+            c.exec_driver_sql(f"DROP INDEX ix_{name}_seq")
+            for table in (name, f"{name}_history"):
+                c.exec_driver_sql(f'ALTER TABLE "{table}" DROP COLUMN "_seq"')
+            c.exec_driver_sql(f'CREATE INDEX ix_{name}_synced ON "{name}" (_synced_at, "{dataset.key}")')
+        c.exec_driver_sql("DROP INDEX ix_batches_key_id")
+        c.exec_driver_sql("ALTER TABLE batches DROP COLUMN seq")
+        c.exec_driver_sql("ALTER TABLE batches DROP COLUMN key_id")
+        c.exec_driver_sql("DROP TABLE load_seq")
+        c.exec_driver_sql("UPDATE tongban_meta SET value = '1' WHERE name = 'schema_version'")
+
+
+def test_version_1_library_migrates_to_load_sequence_numbers(lib: Library) -> None:
+    edge = Edge(lib)
+    edge.load([resident(1), resident(2)])
+    edge.load([resident(3), resident(1, name="改名", updated_at=T2)])
+    _as_version_1(lib)
+    assert lib.migrate() == SCHEMA_VERSION
+    seqs = {key(i): lib.record("population", key(i))["_seq"] for i in (1, 2, 3)}
+    assert seqs == {key(1): 2, key(2): 1, key(3): 2}
+    assert [b["seq"] for b in ledger(lib)] == [1, 2]
+    indexes = {ix["name"] for ix in sa.inspect(lib.engine).get_indexes("population")}
+    assert "ix_population_seq" in indexes and "ix_population_synced" not in indexes
+    edge.load([resident(4)])
+    assert lib.record("population", key(4))["_seq"] == 3
+
+
+def test_load_sequence_numbers_follow_commit_order(lib: Library) -> None:
+    edge, other = Edge(lib), Edge(lib, edge=f"population.{B}.{PROVINCE}")
+    edge.load([resident(1)])
+    other.load([resident(2)], owner=B)
+    edge.load([resident(3), resident(1, name="改名", updated_at=T2)])
+    assert [lib.record("population", key(i))["_seq"] for i in (1, 2, 3)] == [3, 2, 3]
+    assert [b["seq"] for b in ledger(lib)] == [1, 2, 3]
+
+
 # -- upserts, history -------------------------------------------------------------------------------
 
 
