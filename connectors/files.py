@@ -3,13 +3,23 @@
 Every column of a text file is read as raw text: the data contract decides
 what the values mean, so a wrong type is a coded finding on the row, never a
 parse failure of the whole file. A file that cannot be read at all (missing,
-truncated, not the format its name says) raises :class:`ExtractError`.
+truncated, not the format its name says) raises :class:`ExtractError`, and so
+does every other failure while reading one (an I/O error, a hostile JSON line
+nested too deeply...): a ``FILE_*`` code and where, never another exception,
+so that one bad file can be set aside and the rest of a folder goes on.
+
+Memory stays bounded: CSV is read in 1 MiB blocks (a row longer than a block
+is read again with larger blocks, up to :data:`CSV_MAX_BLOCK_BYTES`); a JSONL
+line may be at most :data:`JSONL_MAX_LINE_BYTES` and is never read whole
+before that is known.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -23,7 +33,21 @@ __all__ = ["FORMATS", "detect_format", "read_file", "rebatch"]
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 DEFAULT_BATCH = 262_144
+#: CSV read block: the reader holds about one block ahead, so this bounds its memory.
 CSV_BLOCK_BYTES = 1 << 20
+#: A CSV row longer than a block is read again with doubled blocks up to this; a longer row is refused
+#: (FILE_FIELD_TOO_LARGE). Rows that long are rejected by the contract anyway (TOO_LONG), one by one.
+CSV_MAX_BLOCK_BYTES = 64 << 20
+#: The longest JSONL line read (bytes, without its line break); a longer one is FILE_LINE_TOO_LONG.
+JSONL_MAX_LINE_BYTES = 64 << 20
+#: The most distinct keys a JSONL file may use (every batch holds a value, or null, for each).
+JSONL_MAX_COLUMNS = 10_000
+#: A JSONL batch is handed out once its lines hold this many bytes, even if short of ``batch_size`` rows.
+JSONL_BATCH_BYTES = 64 << 20
+#: ... or once it holds this many values (rows x keys, nulls included).
+JSONL_BATCH_CELLS = 1 << 24
+#: rebatch() hands out what it holds once it holds this many bytes, even if short of ``batch_size`` rows.
+REBATCH_MAX_BYTES = 256 << 20
 
 
 def detect_format(path: Path) -> str:
@@ -43,15 +67,31 @@ def detect_format(path: Path) -> str:
 def _csv_header(path: Path, encoding: str) -> list[str]:
     try:
         with path.open("rb") as fh:
-            first = fh.readline().decode(encoding)
+            line = fh.readline(CSV_MAX_BLOCK_BYTES + 1)
+        if len(line) > CSV_MAX_BLOCK_BYTES:
+            raise ExtractError(
+                "FILE_HEADER",
+                f"表头行超过 {_mib(CSV_MAX_BLOCK_BYTES)}",
+                f"header row is longer than {_mib(CSV_MAX_BLOCK_BYTES)}",
+                f"{path}:1",
+            )
+        first = line.decode(encoding)
         header = next(csv.reader([first]), None)
     except UnicodeDecodeError:
         raise ExtractError(
             "FILE_ENCODING", f"表头不是 {encoding} 编码", f"header is not {encoding} text", f"{path}:1"
         ) from None
+    except csv.Error as exc:
+        raise ExtractError(
+            "FILE_HEADER", f"表头无法解析：{exc}", f"header row cannot be parsed: {exc}", f"{path}:1"
+        ) from None
     if not header:
         raise ExtractError("FILE_EMPTY", "文件为空，没有表头", "file is empty: no header row", f"{path}:1")
     return [h.lstrip("\ufeff").strip() for h in header]
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB"
 
 
 def _unclosed_quote(path: Path, encoding: str) -> ExtractError | None:
@@ -73,12 +113,18 @@ def _unclosed_quote(path: Path, encoding: str) -> ExtractError | None:
             odd ^= bool(chunk.count(b'"') & 1)
     if not odd:
         return None
+    # The csv module's field limit is process-wide (default 128 KiB): it may only go up, to the longest
+    # field the Arrow reader accepts, so that a long but complete value is not taken for a cut one.
+    if csv.field_size_limit() < CSV_MAX_BLOCK_BYTES:
+        csv.field_size_limit(CSV_MAX_BLOCK_BYTES)
     with path.open(encoding="latin-1", newline="") as fh:  # byte for byte: the ASCII bytes are what count
         reader = csv.reader(fh, strict=True)
         try:
             for _ in reader:
                 pass
         except csv.Error as exc:
+            if "field limit" in str(exc):
+                return _field_too_large(path, f"{path}:{reader.line_num}")
             return ExtractError(
                 "FILE_MALFORMED",
                 f"CSV 文件损坏或被截断（引号未闭合）：{exc}",
@@ -86,6 +132,20 @@ def _unclosed_quote(path: Path, encoding: str) -> ExtractError | None:
                 f"{path}:{reader.line_num}",
             )
     return None
+
+
+def _field_too_large(path: Path, where: str) -> ExtractError:
+    limit = _mib(CSV_MAX_BLOCK_BYTES)
+    return ExtractError(
+        "FILE_FIELD_TOO_LARGE",
+        f"CSV 有一行（或一个值）超过 {limit}，无法读取",
+        f"a CSV row (or value) is longer than {limit} and cannot be read",
+        where,
+    )
+
+
+#: Arrow echoes the offending row after "got N": personal data, kept out of error messages.
+_ROW_ECHO = re.compile(r"(Expected \d+ columns, got \d+).*", re.DOTALL)
 
 
 def _read_csv(path: Path, batch_size: int, encoding: str) -> Iterator[pa.RecordBatch]:
@@ -101,13 +161,6 @@ def _read_csv(path: Path, batch_size: int, encoding: str) -> Iterator[pa.RecordB
     unclosed = _unclosed_quote(path, encoding)
     if unclosed is not None:
         raise unclosed
-    # Small blocks keep the reader's read-ahead (and so memory) small; rebatch() regroups them.
-    read = pacsv.ReadOptions(
-        column_names=header,
-        skip_rows=1,
-        block_size=CSV_BLOCK_BYTES,
-        encoding="utf8" if encoding.lower().replace("-", "") == "utf8" else encoding,
-    )
     # Binary columns: undecodable bytes become a per-row ENCODING_INVALID finding later.
     convert = pacsv.ConvertOptions(
         column_types={h: pa.binary() for h in header},
@@ -115,60 +168,93 @@ def _read_csv(path: Path, batch_size: int, encoding: str) -> Iterator[pa.RecordB
         quoted_strings_can_be_null=False,
     )
     parse = pacsv.ParseOptions(newlines_in_values=True)
-    rows_done = 0
-    try:
-        reader = pacsv.open_csv(path, read_options=read, convert_options=convert, parse_options=parse)
-        for batch in rebatch(reader, batch_size):
-            rows_done += batch.num_rows
-            yield batch
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        detail = str(exc).splitlines()[0][:300]
-        raise ExtractError(
-            "FILE_MALFORMED",
-            f"CSV 文件损坏或被截断（已读 {rows_done} 行后）：{detail}",
-            f"CSV file is malformed or truncated (after {rows_done} rows): {detail}",
-            f"{path}: data row {rows_done + 1}",
-        ) from None
+    arrow_encoding = "utf8" if encoding.lower().replace("-", "") == "utf8" else encoding
+    # Small blocks keep the reader's read-ahead (and so memory) small; rebatch() regroups them. A row
+    # longer than a block stops the reader ("straddles two block boundaries"): the file is read again
+    # with doubled blocks, skipping the rows already handed out, so none is handed out twice.
+    block = CSV_BLOCK_BYTES
+    done = 0  # rows handed out
+    while True:
+        seen = 0  # rows the reader has produced in this pass
+
+        def fresh(reader: pacsv.CSVStreamingReader, skip: int) -> Iterator[pa.RecordBatch]:
+            nonlocal seen
+            for batch in reader:
+                first, seen = seen, seen + batch.num_rows
+                if seen > skip:
+                    yield batch.slice(max(skip - first, 0))
+
+        try:
+            read = pacsv.ReadOptions(
+                column_names=header, skip_rows=1, block_size=block, encoding=arrow_encoding
+            )
+            reader = pacsv.open_csv(path, read_options=read, convert_options=convert, parse_options=parse)
+            for batch in rebatch(fresh(reader, done), batch_size):
+                done += batch.num_rows
+                yield batch
+            return
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            detail = _ROW_ECHO.sub(r"\1", str(exc).splitlines()[0])[:300]
+            if "straddl" in detail and isinstance(exc, pa.ArrowInvalid):
+                if block >= CSV_MAX_BLOCK_BYTES:
+                    raise _field_too_large(path, f"{path}: data row {seen + 1}") from None
+                block = min(block * 2, CSV_MAX_BLOCK_BYTES)
+                continue
+            raise ExtractError(
+                "FILE_MALFORMED",
+                f"CSV 文件损坏或被截断（已读 {seen} 行后）：{detail}",
+                f"CSV file is malformed or truncated (after {seen} rows): {detail}",
+                f"{path}: data row {seen + 1}",
+            ) from None
 
 
-def rebatch(batches: Iterable[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:
+def rebatch(
+    batches: Iterable[pa.RecordBatch], batch_size: int, *, max_bytes: int | None = None
+) -> Iterator[pa.RecordBatch]:
     """Regroup a stream of record batches into batches of ``batch_size`` rows (the last may be short).
+
+    A batch is also handed out early once the rows held reach ``max_bytes`` (default
+    :data:`REBATCH_MAX_BYTES`), so that long values cannot make one batch unboundedly large.
 
     >>> small = [pa.record_batch({"a": list(range(i, i + 3))}) for i in (0, 3, 6)]
     >>> [b.num_rows for b in rebatch(small, 4)]
     [4, 4, 1]
     """
+    limit = REBATCH_MAX_BYTES if max_bytes is None else max_bytes
     held: list[pa.RecordBatch] = []
-    count = 0
+    count = size = 0
     for batch in batches:
         while batch.num_rows:
             take = min(batch_size - count, batch.num_rows)
-            held.append(batch.slice(0, take))
+            piece = batch.slice(0, take)
+            held.append(piece)
             batch = batch.slice(take)
             count += take
-            if count == batch_size:
-                yield _combine(held)
-                held, count = [], 0
+            size += piece.nbytes
+            if count == batch_size or size >= limit:
+                yield from _combine(held)
+                held, count, size = [], 0, 0
     if count:
-        yield _combine(held)
+        yield from _combine(held)
 
 
-def _combine(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+def _combine(batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
     if len(batches) == 1:
-        return batches[0]
-    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+        return batches
+    # More than 2 GiB of one column's values cannot be one array: then Arrow gives several batches.
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()
 
 
 def _read_parquet(path: Path, batch_size: int) -> Iterator[pa.RecordBatch]:
     try:
         pf = pq.ParquetFile(path)
         yield from pf.iter_batches(batch_size=batch_size)
-    except (pa.ArrowInvalid, OSError) as exc:
-        detail = str(exc).splitlines()[0][:300]
+    except (pa.ArrowException, OSError) as exc:
+        detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         raise ExtractError(
             "FILE_MALFORMED",
-            f"Parquet 文件损坏或被截断：{detail}",
-            f"Parquet file is malformed or truncated: {detail}",
+            f"Parquet 文件损坏、被截断或含不支持的类型：{detail}",
+            f"Parquet file is malformed, truncated or of an unsupported type: {detail}",
             str(path),
         ) from None
 
@@ -179,58 +265,161 @@ def _text(value: object) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
+#: A JSON escape of a UTF-16 surrogate: it may be unpaired, which no UTF-8 text can hold.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _jsonl_error(code: str, zh: str, en: str, path: Path, lineno: int) -> ExtractError:
+    return ExtractError(code, f"第 {lineno} 行{zh}", f"line {lineno} {en}", f"{path}:{lineno}")
+
+
+def _jsonl_line(raw: bytes, encoding: str, path: Path, lineno: int) -> dict[str, str | None]:
+    """One JSONL line as its keys and text values; ExtractError for anything else."""
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise _jsonl_error(
+            "FILE_ENCODING", f"不是 {encoding} 编码：{exc}", f"is not {encoding} text: {exc}", path, lineno
+        ) from None
+    if lineno == 1:
+        text = text.removeprefix("\ufeff")
+    try:
+        obj = json.loads(text)
+        if not isinstance(obj, dict):
+            raise _jsonl_error("FILE_MALFORMED", "应为 JSON 对象", "must be a JSON object", path, lineno)
+        row = {key: _text(value) for key, value in obj.items()}
+        if _SURROGATE_ESCAPE.search(raw):
+            json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        raise _jsonl_error(
+            "FILE_TOO_DEEP", "的 JSON 嵌套层数过多", "is JSON nested too deeply", path, lineno
+        ) from None
+    except UnicodeEncodeError:
+        raise _jsonl_error(
+            "FILE_ENCODING",
+            "含有不成对的 UTF-16 代理字符（\\ud800-\\udfff），不是有效文本",
+            "holds an unpaired UTF-16 surrogate (\\ud800-\\udfff), which is not valid text",
+            path,
+            lineno,
+        ) from None
+    except ValueError as exc:
+        raise _jsonl_error(
+            "FILE_MALFORMED", f"不是有效的 JSON：{exc}", f"is not valid JSON: {exc}", path, lineno
+        ) from None
+    return row
+
+
 def _read_jsonl(path: Path, batch_size: int, encoding: str) -> Iterator[pa.RecordBatch]:
+    codecs.lookup(encoding)  # an unknown encoding fails before any line is read
     columns: dict[str, list[str | None]] = {}
-    count = 0
+    count = held = 0
 
     def flush() -> pa.RecordBatch:
-        nonlocal columns, count
+        nonlocal columns, count, held
         batch = pa.RecordBatch.from_pydict({k: pa.array(v, pa.string()) for k, v in columns.items()})
-        columns, count = {k: [] for k in columns}, 0
+        columns, count, held = {k: [] for k in columns}, 0, 0
         return batch
 
+    limit = JSONL_MAX_LINE_BYTES
     with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
+        lineno = 0
+        # At most limit + 2 bytes of a line are read: enough to tell it is too long, never more.
+        while raw := fh.readline(limit + 2):
+            lineno += 1
+            body = raw.removesuffix(b"\n").removesuffix(b"\r") if raw.endswith(b"\n") else raw
+            if len(body) > limit:
+                raise _jsonl_error(
+                    "FILE_LINE_TOO_LONG",
+                    f"超过 {_mib(limit)}",
+                    f"is longer than {_mib(limit)}",
+                    path,
+                    lineno,
+                )
             if not raw.strip():
                 continue
-            try:
-                obj = json.loads(raw.decode(encoding))
-            except (UnicodeDecodeError, ValueError) as exc:
-                raise ExtractError(
-                    "FILE_MALFORMED",
-                    f"第 {lineno} 行不是有效的 JSON：{exc}",
-                    f"line {lineno} is not valid JSON: {exc}",
-                    f"{path}:{lineno}",
-                ) from None
-            if not isinstance(obj, dict):
-                raise ExtractError(
-                    "FILE_MALFORMED",
-                    f"第 {lineno} 行应为 JSON 对象",
-                    f"line {lineno} must be a JSON object",
-                    f"{path}:{lineno}",
+            row = _jsonl_line(raw, encoding, path, lineno)
+            new = [key for key in row if key not in columns]  # (in the file's order)
+            if len(columns) + len(new) > JSONL_MAX_COLUMNS:
+                raise _jsonl_error(
+                    "FILE_TOO_MANY_COLUMNS",
+                    f"使文件的键超过 {JSONL_MAX_COLUMNS} 个",
+                    f"brings the file's keys over {JSONL_MAX_COLUMNS}",
+                    path,
+                    lineno,
                 )
-            for key in obj.keys() - columns.keys():
+            for key in new:
                 columns[key] = [None] * count
             for key, values in columns.items():
-                values.append(_text(obj.get(key)))
+                values.append(row.get(key))
             count += 1
-            if count >= batch_size:
+            held += len(raw)
+            if count >= batch_size or held >= JSONL_BATCH_BYTES or count * len(columns) >= JSONL_BATCH_CELLS:
                 yield flush()
     if count:
         yield flush()
 
 
+def _unexpected(path: Path, exc: Exception) -> ExtractError:
+    """Any other failure while reading a file, as a coded error naming the file."""
+    detail = (str(exc).splitlines() or [""])[0][:300] or type(exc).__name__
+    detail = _ROW_ECHO.sub(r"\1", detail)
+    if isinstance(exc, RecursionError):
+        return ExtractError(
+            "FILE_TOO_DEEP", "文件内容嵌套层数过多", "the file's content is nested too deeply", str(path)
+        )
+    if isinstance(exc, MemoryError):
+        return ExtractError(
+            "FILE_TOO_LARGE",
+            "文件内容过大，内存不足以读取",
+            "the file's content is too large to read",
+            str(path),
+        )
+    if isinstance(exc, (UnicodeError, LookupError)):
+        return ExtractError(
+            "FILE_ENCODING",
+            f"文件编码无法读取：{detail}",
+            f"the file's encoding cannot be read: {detail}",
+            str(path),
+        )
+    if isinstance(exc, FileNotFoundError):
+        return ExtractError(
+            "FILE_NOT_FOUND", "读取时文件消失", "file disappeared while being read", str(path)
+        )
+    if isinstance(exc, OSError):
+        return ExtractError(
+            "FILE_UNREADABLE", f"文件无法读取：{detail}", f"file cannot be read: {detail}", str(path)
+        )
+    if isinstance(exc, (pa.ArrowException, ValueError, csv.Error)):
+        return ExtractError(
+            "FILE_MALFORMED", f"文件损坏或格式不符：{detail}", f"file is malformed: {detail}", str(path)
+        )
+    return ExtractError(
+        "FILE_UNREADABLE",
+        f"文件无法读取（{type(exc).__name__}）：{detail}",
+        f"file cannot be read ({type(exc).__name__}): {detail}",
+        str(path),
+    )
+
+
 def read_file(
     path: str | Path, *, batch_size: int = DEFAULT_BATCH, encoding: str = "utf-8"
 ) -> Iterator[pa.RecordBatch]:
-    """Stream the rows of an extract file as Arrow record batches of at most ``batch_size`` rows."""
+    """Stream the rows of an extract file as Arrow record batches of at most ``batch_size`` rows.
+
+    Whatever goes wrong while reading raises :class:`ExtractError` with a ``FILE_*`` code and where.
+    """
     path = Path(path)
     fmt = detect_format(path)
     if not path.is_file():
         raise ExtractError("FILE_NOT_FOUND", "找不到文件", "file not found", str(path))
-    if fmt == "csv":
-        yield from _read_csv(path, batch_size, encoding)
-    elif fmt == "parquet":
-        yield from _read_parquet(path, batch_size)
-    else:
-        yield from _read_jsonl(path, batch_size, encoding)
+    try:
+        if fmt == "csv":
+            yield from _read_csv(path, batch_size, encoding)
+        elif fmt == "parquet":
+            yield from _read_parquet(path, batch_size)
+        else:
+            yield from _read_jsonl(path, batch_size, encoding)
+    except ExtractError:
+        raise
+    except Exception as exc:  # one bad file is set aside with a code; the rest of the folder goes on
+        raise _unexpected(path, exc) from None

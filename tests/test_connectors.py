@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sqlite3
 from pathlib import Path
@@ -10,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from connectors import files
 from connectors.errors import ExtractError
 from connectors.files import read_file
 from connectors.mapping import Mapping, load_mapping
@@ -177,3 +179,197 @@ def test_error_as_dict_is_json_ready() -> None:
         "message_en": "english",
         "where": "f.csv:3",
     }
+
+
+# --- hostile and oversized files: a coded error naming the place, or the rows, never a stack trace ------
+
+
+def test_deep_jsonl_line_is_a_coded_error_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "deep.jsonl"
+    deep = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path.write_text('{"a": "1"}\n' + deep + "\n", encoding="utf-8")
+    with pytest.raises(ExtractError) as info:
+        list(read_file(path))
+    assert info.value.code == "FILE_TOO_DEEP"
+    assert info.value.where == f"{path}:2"
+    assert info.value.message_zh and info.value.message_en
+
+
+def test_jsonl_line_over_the_limit_is_refused_with_a_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "JSONL_MAX_LINE_BYTES", 1000)
+    path = tmp_path / "long.jsonl"
+    at_limit = '{"a": "' + "x" * (1000 - 9) + '"}'
+    assert len(at_limit) == 1000
+    path.write_text(at_limit + "\n" + '{"a": "' + "y" * 5000 + '"}\n', encoding="utf-8")
+    with pytest.raises(ExtractError) as info:
+        list(read_file(path))
+    assert info.value.code == "FILE_LINE_TOO_LONG"
+    assert info.value.where == f"{path}:2"
+    # A line of exactly the limit, the last one without its newline, is read.
+    path.write_text(at_limit + "\n" + at_limit, encoding="utf-8")
+    assert len(_rows(read_file(path))) == 2
+    # The limit counts bytes, not characters.
+    path.write_bytes(('{"a": "' + "名" * 400 + '"}\n').encode())
+    with pytest.raises(ExtractError) as info:
+        list(read_file(path))
+    assert info.value.code == "FILE_LINE_TOO_LONG" and info.value.where == f"{path}:1"
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        (b'{"a": "\\ud800"}', "FILE_ENCODING"),  # a lone surrogate cannot be UTF-8 text
+        (b'{"\\udfff": 1}', "FILE_ENCODING"),
+        (b'{"a": ' + b"1" * 5000 + b"}", "FILE_MALFORMED"),  # over Python's integer digit limit
+        (b'{"a": "\xff\xfe"}', "FILE_ENCODING"),
+        (b'{"a": ' + b'{"b": ' * 5000 + b"1" + b"}" * 5000 + b"}", "FILE_TOO_DEEP"),
+        (b'{"a": NaN, "b": Infinity}', None),
+        (b'\xef\xbb\xbf{"a": "bom"}', None),  # a UTF-8 byte order mark before the first line
+    ],
+)
+def test_jsonl_bad_content_only_raises_coded_errors(tmp_path: Path, line: bytes, code: str | None) -> None:
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(line + b"\n" + b'{"a": "2"}\n')
+    if code is None:
+        assert len(_rows(read_file(path))) == 2
+        return
+    with pytest.raises(ExtractError) as info:
+        list(read_file(path))
+    assert (info.value.code, info.value.where) == (code, f"{path}:1")
+
+
+def test_jsonl_batches_stay_bounded_for_wide_or_long_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "wide.jsonl"
+    path.write_text(
+        "".join(json.dumps({"k": i, "v": "x" * 1000}) + "\n" for i in range(50)), encoding="utf-8"
+    )
+    monkeypatch.setattr(files, "JSONL_BATCH_BYTES", 10_000)
+    batches = list(read_file(path, batch_size=40))
+    assert max(b.num_rows for b in batches) < 40
+    assert [r["k"] for r in _rows(batches)] == [str(i) for i in range(50)]
+    monkeypatch.setattr(files, "JSONL_MAX_COLUMNS", 100)
+    path.write_text(json.dumps({f"c{i}": i for i in range(101)}) + "\n", encoding="utf-8")
+    with pytest.raises(ExtractError) as info:
+        list(read_file(path))
+    assert (info.value.code, info.value.where) == ("FILE_TOO_MANY_COLUMNS", f"{path}:1")
+
+
+def _csv_with_long_fields(path: Path, long: dict[int, int], n: int = 60_000) -> None:
+    """``n`` rows keyed 0..n-1; row ``i`` in ``long`` has a quoted note of that many bytes (with a comma)."""
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write("k,note,tail\n")
+        for i in range(n):
+            note = f'"{"长" * (long[i] // 3 - 1)},"' if i in long else f"short {i}"
+            fh.write(f"{i},{note},t{i}\n")
+
+
+def test_csv_field_of_10_mb_is_read_with_the_rows_around_it(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    # The first long row lies beyond the first 1 MiB block, after rows already handed out.
+    _csv_with_long_fields(path, {50_000: 10 << 20, 50_001: 3 << 20, 55_000: 20 << 20})
+    keys: list[int] = []
+    notes: dict[int, bytes] = {}
+    for batch in read_file(path, batch_size=1000):
+        for row in batch.to_pylist():
+            keys.append(int(row["k"]))
+            if len(row["note"]) > 100:
+                notes[int(row["k"])] = row["note"]
+            assert row["tail"] == f"t{row['k'].decode()}".encode()
+    assert keys == list(range(60_000))  # every row once, in order
+    assert sorted(notes) == [50_000, 50_001, 55_000]
+    assert notes[50_000] == ("长" * ((10 << 20) // 3 - 1) + ",").encode()
+    assert len(notes[55_000]) == (20 << 20) // 3 * 3 - 2
+
+
+def test_csv_field_over_the_maximum_is_a_coded_error_naming_the_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "CSV_MAX_BLOCK_BYTES", 4 << 20)
+    path = tmp_path / "huge.csv"
+    _csv_with_long_fields(path, {2: 3 << 20, 30_000: 5 << 20}, n=30_005)
+    with pytest.raises(ExtractError) as info:
+        list(read_file(path, batch_size=1000))
+    err = info.value
+    assert err.code == "FILE_FIELD_TOO_LARGE"
+    assert err.where == f"{path}: data row 30001"
+    assert "4 MiB" in err.message_en and "4 MiB" in err.message_zh
+
+
+def test_csv_parse_error_does_not_echo_the_row(tmp_path: Path) -> None:
+    path = tmp_path / "short.csv"
+    path.write_text("name,id\n张三,110101199003074514\n李四\n", encoding="utf-8")
+    with pytest.raises(ExtractError) as info:
+        list(read_file(path))
+    assert info.value.code == "FILE_MALFORMED"
+    assert "李四" not in str(info.value) and "李四" not in info.value.message_zh
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (pa.ArrowNotImplementedError("unsupported"), "FILE_MALFORMED"),
+        (pa.ArrowCapacityError("too big"), "FILE_MALFORMED"),
+        (pa.ArrowTypeError("type"), "FILE_MALFORMED"),
+        (OSError(5, "Input/output error"), "FILE_UNREADABLE"),
+        (PermissionError(13, "Permission denied"), "FILE_UNREADABLE"),
+        (RecursionError("deep"), "FILE_TOO_DEEP"),
+        (ValueError("odd"), "FILE_MALFORMED"),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), "FILE_ENCODING"),
+        (LookupError("unknown encoding: klingon"), "FILE_ENCODING"),
+        (csv.Error("new-line character seen in unquoted field"), "FILE_MALFORMED"),
+        (MemoryError(), "FILE_TOO_LARGE"),
+    ],
+)
+@pytest.mark.parametrize("name", ["x.csv", "x.parquet", "x.jsonl"])
+def test_unexpected_reader_failures_become_coded_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, exc: Exception, code: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"a\n1\n")
+
+    def broken(*args: object, **kwargs: object):
+        yield pa.record_batch({"a": pa.array([b"1"], pa.binary())})
+        raise exc
+
+    fmt = files.detect_format(path)
+    monkeypatch.setattr(files, f"_read_{fmt}", broken)
+    with pytest.raises(ExtractError) as info:
+        list(read_file(path))
+    assert info.value.code == code
+    assert info.value.where.startswith(str(path))
+    assert info.value.message_zh and info.value.message_en
+
+
+def test_unexpected_failures_in_real_readers(tmp_path: Path) -> None:
+    # A Parquet column type the reader cannot turn into batches, an unknown encoding, a folder named .csv.
+    bad_enc = tmp_path / "a.csv"
+    bad_enc.write_text("a\n1\n", encoding="utf-8")
+    with pytest.raises(ExtractError) as info:
+        list(read_file(bad_enc, encoding="klingon"))
+    assert info.value.code == "FILE_ENCODING" and info.value.where.startswith(str(bad_enc))
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text('{"a": 1}\n', encoding="utf-8")
+    with pytest.raises(ExtractError) as info:
+        list(read_file(jsonl, encoding="klingon"))
+    assert info.value.code == "FILE_ENCODING" and info.value.where.startswith(str(jsonl))
+
+
+def test_rebatch_bounds_the_bytes_it_holds() -> None:
+    small = [pa.record_batch({"a": pa.array([b"x" * 100] * 10, pa.binary())}) for _ in range(10)]
+    sizes = [b.num_rows for b in files.rebatch(small, 1000, max_bytes=2500)]
+    assert sum(sizes) == 100 and max(sizes) <= 30
+
+
+def test_csv_with_a_stray_quote_and_a_long_value_is_read(tmp_path: Path) -> None:
+    # An odd number of quotes sends the file through the csv module's check, whose default field limit
+    # (128 KiB) must not make a long but complete value look like a cut one.
+    path = tmp_path / "stray.csv"
+    long = "长" * 100_000
+    path.write_text(f'k,note\n1,5" pipe\n2,"{long}"\n3,x\n', encoding="utf-8")
+    rows = _rows(read_file(path))
+    assert [r["k"] for r in rows] == [b"1", b"2", b"3"]
+    assert rows[0]["note"] == b'5" pipe' and rows[1]["note"] == long.encode()

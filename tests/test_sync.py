@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from connectors.dropfolder import DEFAULT_SETTLE_SECONDS
 from connectors.errors import ExtractError
 from tongban import engine
 
@@ -256,6 +259,43 @@ def test_migration_across_provinces_moves_ownership_at_national(make_world: Any,
 # -- drop folders, bad rows, unreachable systems ----------------------------------------------------
 
 
+def settled(folder: Path) -> None:
+    """Date the files of a drop folder back past its settle time, as if dropped a while ago."""
+    then = time.time() - 2 * DEFAULT_SETTLE_SECONDS
+    for path in folder.glob("*"):
+        os.utime(path, (then, then))
+
+
+def test_fresh_drop_files_wait_for_the_settle_time(make_world: Any, h: Any) -> None:
+    w = make_world({h.A: h.QINGHAI}, registers=(), drop=(h.A,))
+    folder = w.drops[h.A]
+    (folder / "a.csv").write_text(h.csv_text(h.people(h.A, 3)), encoding="utf-8")
+    edge = w.edge(f"drop-{h.A}", h.A)
+    assert w.sync(edge)["rows"] == 0  # just written: perhaps still being written
+    assert (folder / "a.csv").exists()
+    settled(folder)
+    assert w.sync(edge)["inserted"] == 3
+    assert not (folder / "a.csv").exists()
+
+
+def test_drop_file_with_a_10_mb_value_loads_its_other_rows(make_world: Any, h: Any) -> None:
+    w = make_world({h.A: h.QINGHAI}, registers=(), drop=(h.A,))
+    folder = w.drops[h.A]
+    rows = h.people(h.A, 5, ts=minutes)
+    rows[2]["hjdz"] = "和平路" * ((10 << 20) // 9) + "1号"  # a 10 MB household address
+    (folder / "long.csv").write_text(h.csv_text(rows), encoding="utf-8")
+    settled(folder)
+    edge = w.edge(f"drop-{h.A}", h.A)
+    result = w.sync(edge)
+    assert (result["inserted"], result["rejected"]) == (4, 1)
+    lib = w.lib(h.A)
+    assert keys_of(lib) == {r["sfzh"] for i, r in enumerate(rows) if i != 2}
+    (failure,) = lib.failures(kind="row")
+    assert "TOO_LONG" in failure["codes"].split(",") and failure["row_key"] == rows[2]["sfzh"]
+    assert lib.failures(kind="file") == []
+    assert [p.name for p in (folder / "archive").rglob("*.csv")] == ["long.csv"]
+
+
 def test_drop_folder_archives_loaded_files_and_quarantines_truncated_ones(make_world: Any, h: Any) -> None:
     w = make_world({h.A: h.QINGHAI}, registers=(), drop=(h.A,))
     folder = w.drops[h.A]
@@ -266,6 +306,7 @@ def test_drop_folder_archives_loaded_files_and_quarantines_truncated_ones(make_w
     (folder / "cut-quote.csv").write_text(cut[: cut.rindex('"') - 2], encoding="utf-8")  # mid quoted value
     short = h.csv_text(h.people(h.A, 3, start=30))
     (folder / "cut-row.csv").write_text(short[: short.rindex("\n", 0, -1) + 25], encoding="utf-8")
+    settled(folder)
     edge = w.edge(f"drop-{h.A}", h.A)
     result = w.sync(edge)
     assert result["inserted"] == 7

@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 import sqlite3
 import zlib
 from collections.abc import Callable, Sequence
@@ -47,6 +48,7 @@ from stdnum import numdb
 from stdnum.cn import uscc as stdnum_uscc
 from stdnum.iso7064 import mod_37_36
 
+from connectors.dropfolder import DEFAULT_SETTLE_SECONDS
 from schemas.standards import gb11714, gbt2260
 
 __all__ = [
@@ -1707,6 +1709,17 @@ def _write_parquet(path: Path, columns: Sequence[str], rows: list[list]) -> None
     pq.write_table(pa.Table.from_arrays(arrays, names=list(columns)), path)
 
 
+def _as_dropped_earlier(path: Path) -> None:
+    """Date a drop file back past the drop folder's settle time: it is complete, ready to load at once.
+
+    (A drop folder leaves a file that changed in the last minute alone: it may still be being written.)
+    Only the file's times move, by a fixed amount, so the drops keep their order.
+    """
+    info = path.stat()
+    back = int(2 * DEFAULT_SETTLE_SECONDS * 1e9)
+    os.utime(path, ns=(info.st_atime_ns - back, info.st_mtime_ns - back))
+
+
 def _write_mapping(path: Path, dataset: str, layout: _Layout, table: str | None) -> None:
     doc: dict[str, Any] = {
         "dataset": dataset,
@@ -1777,8 +1790,10 @@ def _write_extract(root: Path, extract: _Extract, draft: _Draft, table: pa.Table
         _write_sqlite(path, extract.table or "", columns, rows)
     elif extract.kind == "csv":
         _write_csv(path, columns, rows)
+        _as_dropped_earlier(path)
     else:
         _write_parquet(path, columns, rows)
+        _as_dropped_earlier(path)
     _write_mapping(root / extract.mapping, extract.dataset, layout, extract.table)
     key_index = list(layout.columns.values()).index(_KEYS[extract.dataset])
     defects, warnings = _ground_truth(draft, extract.dataset, extract, [row[key_index] for row in rows])
