@@ -273,6 +273,7 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
         systems: list[dict[str, Any]] | None = None,
         batch_size: int = 1000,
         lookback: str = "10m",
+        settle: str | None = "0s",
     ) -> World:
         nonlocal made
         made += 1
@@ -296,7 +297,8 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
                     "kind": "files",
                     "folder": f"systems/{county}/drop",
                     "pattern": "*.csv",
-                    "settle": "0s",  # files written by the test are complete (the default waits 60 s)
+                    # Files the test writes are complete; None keeps the default (60 s).
+                    "settle": settle,
                 }
             )
         entries += systems or []

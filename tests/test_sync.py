@@ -267,7 +267,7 @@ def settled(folder: Path) -> None:
 
 
 def test_fresh_drop_files_wait_for_the_settle_time(make_world: Any, h: Any) -> None:
-    w = make_world({h.A: h.QINGHAI}, registers=(), drop=(h.A,))
+    w = make_world({h.A: h.QINGHAI}, registers=(), drop=(h.A,), settle=None)
     folder = w.drops[h.A]
     (folder / "a.csv").write_text(h.csv_text(h.people(h.A, 3)), encoding="utf-8")
     edge = w.edge(f"drop-{h.A}", h.A)

@@ -171,9 +171,7 @@ def test_manifest_for_another_target_edge_or_dataset(
     assert honest["updated"] == 1 and province.record(P, b_row["sfzh"])["name"] == "B改名"
 
 
-def test_province_forwards_its_counties_records_but_not_another_provinces(
-    make_world: Any, h: Any
-) -> None:
+def test_province_forwards_its_counties_records_but_not_another_provinces(make_world: Any, h: Any) -> None:
     w = make_world({h.A: h.QINGHAI, h.C: h.GANSU})
     w.registers[h.A].put(h.people(h.A, 3))
     w.registers[h.C].put(h.people(h.C, 3))

@@ -215,7 +215,7 @@ def test_ctrl_c_at_random_points_stops_cleanly_and_a_rerun_is_exact(make_world: 
     w = make_world({h.A: h.QINGHAI}, batch_size=500)
     reg = w.registers[h.A]
     config = str(w.root / "exchange.yaml")
-    command = [sys.executable, "-m", "tongban.cli", "sync", "--config", config]
+    command = [str(Path(sys.executable).with_name("tongban")), "sync", "--config", config]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     total = 3000
     reg.put(h.people(h.A, total))
@@ -250,3 +250,71 @@ def test_ctrl_c_at_random_points_stops_cleanly_and_a_rerun_is_exact(make_world: 
         assert lib.state(edge)["rows_loaded"] == total
     assert w.lib(h.NATIONAL).count(P) == total
     assert list((w.root / "spool").rglob("*.arrow")) == []
+
+
+def test_a_writer_appending_to_a_drop_file_across_syncs_loses_nothing(
+    make_world: Any, h: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = make_world({h.A: h.QINGHAI}, registers=(), drop=(h.A,))
+    folder = w.drops[h.A]
+    first, more = h.people(h.A, 100), h.people(h.A, 1000, start=100)
+    path = folder / "czrk.csv"
+    path.write_text(h.csv_text(first), encoding="utf-8")
+    edge = w.edge(f"drop-{h.A}", h.A)
+    original = engine.seal
+
+    def writer_appends(ex: Any, run_uri: str, **kw: Any) -> str:  # between the read and the commit
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(h.csv_text(more).split("\n", 1)[1])
+        return original(ex, run_uri, **kw)
+
+    monkeypatch.setattr(engine, "seal", writer_appends)
+    summary = w.sync(edge)
+    monkeypatch.setattr(engine, "seal", original)
+    assert summary["inserted"] == 100 and summary["archived"] == 0
+    assert summary["left"] == [{"file": "czrk.csv", "why": "changed since it was read"}]
+    assert path.exists()  # not archived mid-write
+    again = w.sync(edge)  # the whole file again: the first 100 rows are no-ops
+    assert (again["inserted"], again["unchanged"], again["archived"]) == (1000, 100, 1)
+    assert w.lib(h.A).count(P) == 1100
+    assert [p.name for p in (folder / "archive").rglob("*.csv")] == ["czrk.csv"]
+
+
+def test_bad_files_are_quarantined_and_everything_else_loads(
+    make_world: Any, h: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    drops = {
+        "name": f"jsonl-{h.A}",
+        "node": h.A,
+        "dataset": "population",
+        "kind": "files",
+        "folder": f"systems/{h.A}/jsonl",
+        "pattern": "*",
+        "settle": "0s",
+    }
+    w = make_world({h.A: h.QINGHAI, h.B: h.QINGHAI}, drop=(h.A,), systems=[drops])
+    w.registers[h.A].put(h.people(h.A, 5))
+    w.registers[h.B].put(h.people(h.B, 5))
+    jsonl = w.root / "systems" / h.A / "jsonl"
+    jsonl.mkdir(parents=True)
+    good = h.people(h.A, 3, start=50)
+    (jsonl / "good.jsonl").write_text(
+        "".join(json.dumps(h.canonical(r), ensure_ascii=False) + "\n" for r in good), encoding="utf-8"
+    )
+    (jsonl / "deep.jsonl").write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n", encoding="utf-8")
+    csv_folder = w.drops[h.A]
+    (csv_folder / "good.csv").write_text(h.csv_text(h.people(h.A, 4, start=60)), encoding="utf-8")
+    no_names = h.csv_text(h.people(h.A, 2, start=70)).replace("name,", "xingming,", 1)
+    (csv_folder / "columns.csv").write_text(no_names, encoding="utf-8")  # a required column missing
+    code, text = _cli(capsys, "sync", "--config", str(w.root / "exchange.yaml"))
+    assert code == 1, text
+    assert "deep.jsonl" in text and "columns.csv" in text and "quarantined" in text
+    assert "INTERNAL" not in text and "Traceback" not in text
+    lib = w.lib(h.A)
+    assert lib.count(P) == 5 + 3 + 4
+    files = {json.loads(f["payload"])["name"]: f["codes"] for f in lib.failures(kind="file")}
+    assert files == {"deep.jsonl": "FILE_TOO_DEEP", "columns.csv": "COLUMN_MISSING"}
+    assert (jsonl / "failed" / "deep.jsonl").exists() and (csv_folder / "failed" / "columns.csv").exists()
+    assert w.lib(h.NATIONAL).count(P) == 5 + 3 + 4 + 5  # the other edges went on
+    code, text = _cli(capsys, "sync", "--config", str(w.root / "exchange.yaml"))
+    assert code == 0, text  # the bad files no longer block anything

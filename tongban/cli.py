@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -358,5 +359,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+def run() -> None:
+    """The ``tongban`` command: :func:`main`, then exit with its code.
+
+    Once the exit code is decided a late Ctrl-C must not change it: SIGINT and SIGTERM are ignored
+    while the interpreter shuts down (it would otherwise die of the signal, not exit 130 or 0).
+    """
+    code = main()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

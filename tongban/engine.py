@@ -23,7 +23,6 @@ private and short-lived (:mod:`tongban.spool`); each step holds the edge's lock;
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import json
 import shutil
@@ -355,12 +354,8 @@ def _extract(
     return uri(run)
 
 
-def _fingerprint(drop: DropFile) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(drop).items() if k != "path"}
-
-
 def _drop_of(origin: str, fingerprint: dict[str, Any] | None) -> DropFile | None:
-    return DropFile(Path(origin), **fingerprint) if fingerprint else None
+    return DropFile.from_dict(origin, fingerprint) if fingerprint else None
 
 
 def _extract_file(
@@ -404,12 +399,13 @@ def _extract_file(
         return None
     if problem is not None:
         (run / name).unlink(missing_ok=True)
-        _quarantine_file(target, plan, drop, problem, quarantined)
+        if not _quarantine_file(target, plan, drop, problem, quarantined):
+            left.append({"file": str(drop.path), "why": "changed while it was read"})
         return None
     part = {
         "file": name,
         "origin": str(drop.path),
-        "fingerprint": _fingerprint(drop),
+        "fingerprint": drop.as_dict(),
         "batches": writer.batches,
     }
     if not writer.batches:  # an empty drop file: nothing to load, archived after the run commits
@@ -420,11 +416,16 @@ def _extract_file(
 
 def _quarantine_file(
     target: Library, plan: _Plan, drop: DropFile, exc: ExtractError, quarantined: list[dict[str, Any]]
-) -> None:
-    """Move a bad drop file to ``failed/`` and keep it as a failed transfer; the rest goes on."""
+) -> bool:
+    """Move a bad drop file to ``failed/`` and keep it as a failed transfer; the rest goes on.
+
+    False when the file changed since it was read (a writer is at it): it stays for a later run.
+    """
     assert plan.folder is not None
     digest = drop.sha256  # (read before the file moves)
-    moved = quarantine(drop.path, plan.folder, exc.code)
+    moved = quarantine(drop.path, plan.folder, exc.code, expect=drop)
+    if moved is None:
+        return False
     target.record_failure(
         kind="file",
         edge=plan.edge.id,
@@ -437,6 +438,7 @@ def _quarantine_file(
         payload={"file": str(moved), "name": drop.path.name, "sha256": digest},
     )
     quarantined.append({"file": str(drop.path), "moved_to": str(moved), "code": exc.code})
+    return True
 
 
 # -- validate -----------------------------------------------------------------------------------------
@@ -491,6 +493,7 @@ def validate(
         extracted = _read_json(run / "extract.json")
         out_parts = []
         quarantined: list[dict[str, Any]] = []
+        left: list[dict[str, Any]] = []
         totals = {"rows": 0, "accepted": 0, "rejected": 0, "flagged": 0}
         for p, part in enumerate(extracted["parts"], start=1):
             if part["file"] is None:
@@ -505,13 +508,18 @@ def validate(
                 assert drop is not None
                 if drop.unchanged():
                     lib = libraries(ex, plan.edge.target)
-                    _quarantine_file(lib, plan, drop, refused.error, quarantined)
+                    if not _quarantine_file(lib, plan, drop, refused.error, quarantined):
+                        left.append({"file": str(drop.path), "why": "changed while it was read"})
+                else:
+                    left.append({"file": str(drop.path), "why": "changed while it was read"})
                 out_parts.append({"file": None, "rejects": None, "batches": [], "origin": None})
                 continue
             out_parts.append(out)
             for k, v in counts.items():
                 totals[k] += v
-        _write_json(run / "validate.json", {**totals, "parts": out_parts, "quarantined": quarantined})
+        _write_json(
+            run / "validate.json", {**totals, "parts": out_parts, "quarantined": quarantined, "left": left}
+        )
     return uri(run)
 
 
@@ -782,7 +790,7 @@ def _load(
     items = [(p, entry) for p in range(len(validated["parts"])) for entry in by_part.get(p, [])]
     prepared = _prefetched(items, prepare)
     archived: list[str] = []
-    left = list(extracted.get("left", []))
+    left = [*extracted.get("left", []), *validated.get("left", [])]
     for p, part in enumerate(validated["parts"]):
         entries = by_part.get(p, [])
         rejects = _rejects(run, part["rejects"]) if entries else {}
