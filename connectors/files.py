@@ -22,6 +22,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -309,17 +310,8 @@ def _jsonl_line(raw: bytes, encoding: str, path: Path, lineno: int) -> dict[str,
     return row
 
 
-def _read_jsonl(path: Path, batch_size: int, encoding: str) -> Iterator[pa.RecordBatch]:
-    codecs.lookup(encoding)  # an unknown encoding fails before any line is read
-    columns: dict[str, list[str | None]] = {}
-    count = held = 0
-
-    def flush() -> pa.RecordBatch:
-        nonlocal columns, count, held
-        batch = pa.RecordBatch.from_pydict({k: pa.array(v, pa.string()) for k, v in columns.items()})
-        columns, count, held = {k: [] for k in columns}, 0, 0
-        return batch
-
+def _jsonl_lines(path: Path, encoding: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """``(line number, byte length, object)`` of each non-blank line, bounded per line."""
     limit = JSONL_MAX_LINE_BYTES
     with path.open("rb") as fh:
         lineno = 0
@@ -337,24 +329,42 @@ def _read_jsonl(path: Path, batch_size: int, encoding: str) -> Iterator[pa.Recor
                 )
             if not raw.strip():
                 continue
-            row = _jsonl_line(raw, encoding, path, lineno)
-            new = [key for key in row if key not in columns]  # (in the file's order)
-            if len(columns) + len(new) > JSONL_MAX_COLUMNS:
-                raise _jsonl_error(
-                    "FILE_TOO_MANY_COLUMNS",
-                    f"使文件的键超过 {JSONL_MAX_COLUMNS} 个",
-                    f"brings the file's keys over {JSONL_MAX_COLUMNS}",
-                    path,
-                    lineno,
-                )
-            for key in new:
-                columns[key] = [None] * count
-            for key, values in columns.items():
-                values.append(row.get(key))
-            count += 1
-            held += len(raw)
-            if count >= batch_size or held >= JSONL_BATCH_BYTES or count * len(columns) >= JSONL_BATCH_CELLS:
-                yield flush()
+            yield lineno, len(raw), _jsonl_line(raw, encoding, path, lineno)
+
+
+def _read_jsonl(path: Path, batch_size: int, encoding: str) -> Iterator[pa.RecordBatch]:
+    codecs.lookup(encoding)  # an unknown encoding fails before any line is read
+    # A first pass collects every key, so every batch has every column: a key that first appears
+    # late in the file is not lost to a schema fixed by the first batch.
+    keys: dict[str, None] = {}
+    for lineno, _, row in _jsonl_lines(path, encoding):
+        for key in row:
+            if key not in keys:
+                if len(keys) >= JSONL_MAX_COLUMNS:
+                    raise _jsonl_error(
+                        "FILE_TOO_MANY_COLUMNS",
+                        f"使文件的键超过 {JSONL_MAX_COLUMNS} 个",
+                        f"brings the file's keys over {JSONL_MAX_COLUMNS}",
+                        path,
+                        lineno,
+                    )
+                keys[key] = None
+    columns: dict[str, list[str | None]] = {k: [] for k in keys}
+    count = held = 0
+
+    def flush() -> pa.RecordBatch:
+        nonlocal columns, count, held
+        batch = pa.RecordBatch.from_pydict({k: pa.array(v, pa.string()) for k, v in columns.items()})
+        columns, count, held = {k: [] for k in columns}, 0, 0
+        return batch
+
+    for _, size, row in _jsonl_lines(path, encoding):
+        for key, values in columns.items():
+            values.append(row.get(key))
+        count += 1
+        held += size
+        if count >= batch_size or held >= JSONL_BATCH_BYTES or count * len(columns) >= JSONL_BATCH_CELLS:
+            yield flush()
     if count:
         yield flush()
 

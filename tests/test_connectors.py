@@ -373,3 +373,12 @@ def test_csv_with_a_stray_quote_and_a_long_value_is_read(tmp_path: Path) -> None
     rows = _rows(read_file(path))
     assert [r["k"] for r in rows] == [b"1", b"2", b"3"]
     assert rows[0]["note"] == b'5" pipe' and rows[1]["note"] == long.encode()
+
+
+def test_jsonl_key_first_seen_in_a_later_batch_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "late.jsonl"
+    lines = [{"a": str(i)} for i in range(5)] + [{"a": "5", "late": "x"}]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    batches = list(read_file(path, batch_size=2))
+    assert all(b.schema.names == ["a", "late"] for b in batches)
+    assert pa.Table.from_batches(batches).column("late").to_pylist() == [None] * 5 + ["x"]
