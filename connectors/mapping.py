@@ -14,7 +14,9 @@ exchange config)::
     encoding: utf-8          # for text files (e.g. gb18030)
     uscc_allowlist: []       # early USCCs accepted although they fail the check
 
-Errors name the file, the line and the field.
+Errors name the file, the line and the field. A file is refused past :data:`MAPPING_MAX_BYTES`,
+:data:`MAPPING_MAX_NODES` nodes (aliases counted as expanded) or :data:`MAPPING_MAX_DEPTH` levels of
+nesting (``MAPPING_TOO_LARGE``, ``MAPPING_TOO_DEEP``; see :mod:`connectors.yaml_bounds`).
 """
 
 from __future__ import annotations
@@ -30,11 +32,26 @@ import pyarrow.compute as pc
 import yaml
 
 from connectors.errors import ExtractError
+from connectors.yaml_bounds import (
+    LOADER,
+    FileTooLarge,
+    check_bounds,
+    decode,
+    error_line,
+    error_problem,
+    read_bounded,
+)
 from schemas.coerce import check_zone
 from schemas.standards.arrays import CAST_ERRORS
 
-__all__ = ["Mapping", "load_mapping"]
+__all__ = ["MAPPING_MAX_BYTES", "MAPPING_MAX_DEPTH", "MAPPING_MAX_NODES", "Mapping", "load_mapping"]
 
+#: Bounds on a mapping file. Real ones are a few hundred nodes and three levels deep (values: field:
+#: codes); a code table of thousands of entries fits many times over.
+MAPPING_MAX_BYTES = 1 << 20  # 1 MiB, checked before reading
+MAPPING_MAX_NODES = 200_000  # nodes, aliases counted as expanded
+MAPPING_MAX_DEPTH = 32  # levels of nesting, aliases counted as expanded
+_STR = "tag:yaml.org,2002:str"
 _KEYS = {"dataset", "columns", "values", "timezone", "table", "encoding", "uscc_allowlist", "query"}
 
 
@@ -99,13 +116,48 @@ class Mapping:
         return table
 
 
-def _located(node: yaml.Node) -> Any:
-    """Plain Python data from a YAML node, keeping (value, line) pairs for mapping keys."""
-    if isinstance(node, yaml.MappingNode):
-        return {k.value: (_located(v), k.start_mark.line + 1) for k, v in node.value}
-    if isinstance(node, yaml.SequenceNode):
-        return [_located(v) for v in node.value]
-    return yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+def _located(node: yaml.Node, where: str) -> Any:
+    """Plain Python data from a YAML node, keeping (value, line) pairs for mapping keys.
+
+    Nesting is bounded before composing; a node reached again through an alias is converted once. A
+    key that is not text, or a value that cannot be read (``2001-13-45``, an unknown tag), is
+    ExtractError ``MAPPING_INVALID`` naming its line.
+    """
+    constructor = yaml.constructor.SafeConstructor()
+    done: dict[int, Any] = {}
+
+    def invalid(node: yaml.Node, zh: str, en: str) -> ExtractError:
+        return ExtractError("MAPPING_INVALID", zh, en, f"{where}:{node.start_mark.line + 1}")
+
+    def convert(node: yaml.Node) -> Any:
+        if id(node) in done:
+            return done[id(node)]
+        value: Any
+        if isinstance(node, yaml.MappingNode):
+            value = {}
+            for k, v in node.value:
+                if not isinstance(k, yaml.ScalarNode):
+                    raise invalid(
+                        k, "键应为文本，不能是列表或键值对", "a key must be text, not a list or mapping"
+                    )
+                value[k.value] = (convert(v), k.start_mark.line + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = [convert(v) for v in node.value]
+        elif node.tag == _STR:
+            value = node.value
+        else:
+            try:
+                value = constructor.construct_object(node)
+            except Exception as exc:  # PyYAML's constructors fail on odd values in many ways
+                shown = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+                problem = str(getattr(exc, "problem", None) or exc).split(";")[0]
+                raise invalid(
+                    node, f"无法读取值 {shown!r}", f"cannot read value {shown!r}: {problem}"
+                ) from None
+        done[id(node)] = value
+        return value
+
+    return convert(node)
 
 
 def _plain(located: Any) -> Any:
@@ -121,29 +173,50 @@ def load_mapping(path: str | Path) -> Mapping:
     path = Path(path)
     where = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode(read_bounded(path, MAPPING_MAX_BYTES), "utf-8")
     except FileNotFoundError:
         raise ExtractError("MAPPING_NOT_FOUND", "找不到映射文件", "mapping file not found", where) from None
+    except FileTooLarge as exc:
+        zh, en = exc.describe()
+        raise ExtractError("MAPPING_TOO_LARGE", f"映射文件{zh}", f"the mapping file {en}", where) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ExtractError(
             "MAPPING_UNREADABLE", "无法读取映射文件", f"cannot read mapping file: {exc}", where
         ) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        return _parse(text, where)
+    except RecursionError:  # only if the depth bound were set beyond what Python's stack holds
+        raise ExtractError(
+            "MAPPING_TOO_DEEP", "映射文件嵌套过深", "mapping refused: nested too deeply", where
+        ) from None
+
+
+def _parse(text: str, where: str) -> Mapping:
+    """The mapping in ``text`` (read from ``where``), checked."""
+    try:
+        excess = check_bounds(text, max_nodes=MAPPING_MAX_NODES, max_depth=MAPPING_MAX_DEPTH)
+        node = None if excess else yaml.compose(text, Loader=LOADER)
     except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        loc = f"{where}:{line + 1}" if line is not None else where
-        problem = getattr(exc, "problem", None) or str(exc)
+        line = error_line(text, exc)
+        loc = f"{where}:{line}" if line is not None else where
+        problem = error_problem(exc)
         raise ExtractError(
             "MAPPING_SYNTAX", "映射文件不是有效的 YAML", f"mapping is not valid YAML: {problem}", loc
         ) from None
+    if excess:
+        raise ExtractError(
+            f"MAPPING_TOO_{excess.kind}",
+            f"映射文件被拒绝：{excess.message_zh}",
+            f"mapping refused: {excess.message_en}",
+            f"{where}:{excess.line}",
+        )
     if node is None:
         return Mapping()
     if not isinstance(node, yaml.MappingNode):
         raise ExtractError(
             "MAPPING_INVALID", "映射文件应为键值对", "mapping must be a YAML mapping", f"{where}:1"
         )
-    doc = _located(node)
+    doc = _located(node, where)
 
     def fail(key: str, zh: str, en: str) -> ExtractError:
         line = doc[key][1] if key in doc else 1

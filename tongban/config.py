@@ -30,7 +30,9 @@ written without ``schedule`` gets the same; ``schedule: null`` means "only when 
 
 Every problem is a :class:`ConfigError` with a stable ``CONFIG_*`` code (mapping problems keep their
 ``MAPPING_*`` code), a message in both languages naming the field (``nodes[2].parent``) and ``where``
-= ``file:line``.
+= ``file:line``. A file past :data:`CONFIG_MAX_BYTES`, :data:`CONFIG_MAX_NODES` nodes (aliases counted
+as expanded) or :data:`CONFIG_MAX_DEPTH` levels of nesting is refused before it is composed
+(``CONFIG_TOO_LARGE``, ``CONFIG_TOO_DEEP``; see :mod:`connectors.yaml_bounds`).
 """
 
 from __future__ import annotations
@@ -53,8 +55,20 @@ import yaml
 import schemas
 from connectors.errors import ExtractError
 from connectors.mapping import Mapping, load_mapping
+from connectors.yaml_bounds import (
+    LOADER,
+    FileTooLarge,
+    check_bounds,
+    decode,
+    error_line,
+    error_problem,
+    read_bounded,
+)
 
 __all__ = [
+    "CONFIG_MAX_BYTES",
+    "CONFIG_MAX_DEPTH",
+    "CONFIG_MAX_NODES",
     "KINDS",
     "LEVELS",
     "ConfigError",
@@ -67,6 +81,12 @@ __all__ = [
     "load_exchange",
     "parse_duration",
 ]
+
+#: Bounds on ``exchange.yaml``. The whole country (34 provinces, ~2,850 counties, 3 systems each with
+#: an inline mapping of ~30 nodes) is about 5 MB and 470,000 nodes, seven levels deep.
+CONFIG_MAX_BYTES = 16 << 20  # 16 MiB, checked before reading
+CONFIG_MAX_NODES = 4_000_000  # nodes, aliases counted as expanded
+CONFIG_MAX_DEPTH = 64  # levels of nesting, aliases counted as expanded
 
 LEVELS = ("national", "province", "county")
 KINDS = ("sql", "files")
@@ -99,8 +119,6 @@ _FILES_ONLY = ("folder", "pattern", "settle")
 DEFAULT_SETTLE = "60s"
 _EDGE_KEYS = ("dataset", "source", "target", "schedule")
 
-#: libyaml's parser when PyYAML has it (same nodes and marks, several times faster on big configs).
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
 _NULL = "tag:yaml.org,2002:null"
@@ -492,6 +510,11 @@ def _line(node: yaml.Node) -> int:
     return node.start_mark.line + 1
 
 
+def _value(node: yaml.Node) -> Any:
+    """The Python value of a node (safe types only); an exception (ValueError, YAMLError...) if it has none."""
+    return yaml.safe_load(yaml.serialize(node))
+
+
 def _is_null(node: yaml.Node | None) -> bool:
     return node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _NULL)
 
@@ -635,7 +658,10 @@ class _Section:
         node = self.node(key)
         if node is None:
             return default
-        value = yaml.safe_load(yaml.serialize(node)) if node.tag == _INT else None
+        try:
+            value = _value(node) if node.tag == _INT else None
+        except Exception:  # !!int x, more digits than Python converts...
+            value = None
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             raise self.fail(
                 key,
@@ -740,9 +766,12 @@ class _Section:
 
 def _read(path: Path) -> _File:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = decode(read_bounded(path, CONFIG_MAX_BYTES), "utf-8-sig")
     except FileNotFoundError:
         raise ConfigError("CONFIG_NOT_FOUND", "找不到配置文件", "config file not found", str(path)) from None
+    except FileTooLarge as exc:
+        zh, en = exc.describe()
+        raise ConfigError("CONFIG_TOO_LARGE", f"配置文件{zh}", f"the config file {en}", str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(
@@ -755,17 +784,25 @@ def _read(path: Path) -> _File:
 
 
 def _compose(file: _File) -> yaml.Node:
+    """The file's node tree, once its size after aliases and its depth are known to be within bounds."""
     try:
-        root = yaml.compose(file.text, Loader=_LOADER)
+        excess = check_bounds(file.text, max_nodes=CONFIG_MAX_NODES, max_depth=CONFIG_MAX_DEPTH)
+        root = None if excess else yaml.compose(file.text, Loader=LOADER)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = error_problem(exc)
         raise file.error(
             "CONFIG_SYNTAX",
             f"配置文件不是有效的 YAML：{problem}",
             f"the config file is not valid YAML: {problem}",
-            mark.line + 1 if mark is not None else None,
+            error_line(file.text, exc),
         ) from None
+    if excess:
+        raise file.error(
+            f"CONFIG_TOO_{excess.kind}",
+            f"配置文件被拒绝：{excess.message_zh}",
+            f"config file refused: {excess.message_en}",
+            excess.line,
+        )
     if root is None:
         raise file.error("CONFIG_INVALID", "配置文件为空", "the config file is empty", 1)
     return root
@@ -1166,7 +1203,16 @@ def _read_offices(top: _Section) -> list[dict[str, Any]]:
                 )
             # Codes keep their text as written (an unquoted 000000 stays "000000").
             raw = isinstance(value, yaml.ScalarNode) and value.tag == _INT and key.value in ("code", "node")
-            office[key.value] = value.value if raw else yaml.safe_load(yaml.serialize(value))
+            try:
+                office[key.value] = value.value if raw else _value(value)
+            except Exception as exc:  # PyYAML's constructors fail on odd values in many ways
+                problem = str(getattr(exc, "problem", None) or exc).split(";")[0]
+                raise top.file.error(
+                    "CONFIG_INVALID",
+                    f"offices[{i}].{key.value} 的值无法读取",
+                    f"offices[{i}].{key.value}: the value cannot be read: {problem}",
+                    _line(value),
+                ) from None
         offices.append(office)
     return offices
 
@@ -1176,6 +1222,10 @@ def load_exchange(path: str | Path) -> Exchange:
     file = _read(Path(path))
     try:
         return _load(file)
+    except RecursionError:  # only if the depth bound were set beyond what Python's stack holds
+        raise file.error(
+            "CONFIG_TOO_DEEP", "配置文件嵌套过深", "config file refused: nested too deeply", None
+        ) from None
     finally:
         file.close()
 
