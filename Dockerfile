@@ -12,4 +12,4 @@ COPY --chown=airflow:root schemas ./schemas
 COPY --chown=airflow:root connectors ./connectors
 COPY --chown=airflow:root dags ./dags
 RUN pip install --no-cache-dir -c constraints.txt . \
-    && python -c "import tongban, dags.factory"
+    && python -c "import tongban, tongban.airflow.factory"

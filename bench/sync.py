@@ -2,7 +2,7 @@
 
 The measured edge is ``population.<system>.<county>``: a county's 公安 local system (SQLite table
 ``czrk``, the demo's pinyin columns and mapping, ``gxsj`` indexed) into the county's library, end to end
-through :func:`tongban.engine.sync_edge` (read, map, validate, hash, Merkle, sign, verify, upsert,
+through :func:`tongban.core.engine.sync_edge` (read, map, validate, hash, Merkle, sign, verify, upsert,
 cursor). Each figure is printed beside its baseline from the same run, on the same rows (the rows the
 engine accepted, taken from its own validated Arrow output):
 
@@ -60,11 +60,11 @@ import sqlalchemy as sa
 
 import schemas
 from schemas.validate import Validator
-from tongban import engine
-from tongban.cli_exchange import initialize
-from tongban.config import Exchange, load_exchange
-from tongban.generate import _LAYOUTS, _local_rows, _write_mapping, population_table
-from tongban.store import META_COLUMNS, Library
+from tongban.cli.exchange import initialize
+from tongban.core import engine
+from tongban.core.config import Exchange, load_exchange
+from tongban.core.store import META_COLUMNS, Library
+from tongban.demo.generate import _LAYOUTS, _local_rows, _write_mapping, population_table
 
 NATIONAL, PROVINCE, COUNTY = "000000", "630000", "630104"
 SYSTEM = f"{COUNTY}-gongan"
@@ -84,7 +84,7 @@ MiB = 2**20
 def make_source(base: Path, rows: int) -> Path:
     """The county's 公安 system: ``systems/<county>/gongan.sqlite`` (table czrk) and its mapping YAML.
 
-    Rows come from :func:`tongban.generate.population_table` (0.1% planted defects) and are written in
+    Rows come from :func:`tongban.demo.generate.population_table` (0.1% planted defects) and are written in
     the demo's local layout (pinyin columns, local status codes, naive Beijing times). Like a real
     system's change-tracking column, ``gxsj`` is indexed (with the key, in the order the engine reads).
     """
@@ -604,8 +604,8 @@ def source_window_query(source: Path, lookback: int) -> float:
 # parent's peak (a child that only imports showed the parent's 820 MiB).
 _CHILD = """
 import json, resource, sys, threading, time
-from tongban import engine
-from tongban.config import load_exchange
+from tongban.core import engine
+from tongban.core.config import load_exchange
 
 config, county, edge, mode = sys.argv[1:5]
 

@@ -28,8 +28,8 @@ from stdnum.cn import ric
 from connectors.files import read_file
 from schemas import population
 from schemas.validate import Validator
-from tongban.generate import population_table
-from tongban.validation import open_extract, validate_extract
+from tongban.core.validation import open_extract, validate_extract
+from tongban.demo.generate import population_table
 
 TODAY = dt.date(2026, 11, 1)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dags.factory import build_dags
-from tongban.config import load_exchange
+from tongban.airflow.factory import build_dags
+from tongban.core.config import load_exchange
 
 _CONFIG = Path(os.environ.get("TONGBAN_EXCHANGE") or Path(__file__).resolve().parent.parent / "exchange.yaml")
 

@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tongban import engine
-from tongban.cli_exchange import initialize
-from tongban.config import Exchange, load_exchange
-from tongban.store import Library
+from tongban.cli.exchange import initialize
+from tongban.core import engine
+from tongban.core.config import Exchange, load_exchange
+from tongban.core.store import Library
 
 NATIONAL = "000000"
 QINGHAI, GANSU = "630000", "620000"

@@ -171,7 +171,7 @@ def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
 def test_reference_page_is_current() -> None:
     from pathlib import Path
 
-    from tongban.reference import render
+    from schemas.reference import render
 
     page = Path(__file__).resolve().parents[1] / "docs" / "datasets.md"
     assert page.read_text(encoding="utf-8") == render(), "run: tongban schema --markdown > docs/datasets.md"
@@ -208,8 +208,8 @@ def test_unwritable_workdir_is_a_clear_error(tmp_path: Path, capsys: pytest.Capt
 
 def test_repository_exchange_yaml_is_the_demo_topology(demo: tuple[Path, str]) -> None:
     """The shipped exchange.yaml equals what the demo writes, with its mappings inline and paths under demo/."""
-    from tongban.config import demo_exchange_yaml
-    from tongban.generate import DEMO_COUNTIES
+    from tongban.core.config import demo_exchange_yaml
+    from tongban.demo.generate import DEMO_COUNTIES
 
     workdir, _ = demo
     manifest = json.loads((workdir / "manifest.json").read_text(encoding="utf-8"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tongban.config import (
+from tongban.core.config import (
     ConfigError,
     Exchange,
     connection_url,
@@ -14,7 +14,7 @@ from tongban.config import (
     load_exchange,
     parse_duration,
 )
-from tongban.generate import DEMO_COUNTIES, generate_demo
+from tongban.demo.generate import DEMO_COUNTIES, generate_demo
 
 # Line numbers matter: the error cases below point at lines of this text.
 BASE = """\

@@ -17,9 +17,15 @@ from test_config import BASE
 from connectors import mapping as mapping_module
 from connectors.errors import ExtractError
 from connectors.mapping import MAPPING_MAX_BYTES, MAPPING_MAX_DEPTH, MAPPING_MAX_NODES, load_mapping
-from tongban import config as config_module
 from tongban.cli import main
-from tongban.config import CONFIG_MAX_BYTES, CONFIG_MAX_DEPTH, CONFIG_MAX_NODES, ConfigError, load_exchange
+from tongban.core import config as config_module
+from tongban.core.config import (
+    CONFIG_MAX_BYTES,
+    CONFIG_MAX_DEPTH,
+    CONFIG_MAX_NODES,
+    ConfigError,
+    load_exchange,
+)
 
 MB = 1 << 20
 #: Refusal bounds, not speed targets: a refused file must cost far less than the attack it carries.

@@ -20,8 +20,8 @@ from stdnum.cn import ric, uscc
 from stdnum.iso7064 import mod_37_36
 
 from schemas.standards import gb11714
-from tongban import generate
-from tongban.generate import (
+from tongban.demo import generate
+from tongban.demo.generate import (
     BUSINESS_SCHEMA,
     DEFECT_CODES,
     DEMO_COUNTIES,

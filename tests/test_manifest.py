@@ -14,9 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.population import DATASET
-from tongban.manifest import Manifest, ManifestError, batch_id_for, schema_fingerprint, seal, verify
-from tongban.merkle import merkle_root, row_hashes
-from tongban.trust import KeyStore, TrustList, init_trust, revoke, rotate
+from tongban.core.trust import KeyStore, TrustList, init_trust, revoke, rotate
+from tongban.core.trust.manifest import (
+    Manifest,
+    ManifestError,
+    batch_id_for,
+    schema_fingerprint,
+    seal,
+    verify,
+)
+from tongban.core.trust.merkle import merkle_root, row_hashes
 
 UTC = dt.UTC
 ROOT, PROVINCE, COUNTY = "000000", "630000", "630104"

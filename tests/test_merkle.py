@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tongban.merkle import (
+from tongban.core.trust.merkle import (
     EMPTY_ROOT,
     canonical_row,
     leaf_hash,

@@ -43,11 +43,11 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_layout() -> None:
     for folder in ("schemas", "connectors", "tongban", "tests", "bench"):
         assert (ROOT / folder).is_dir(), folder
-    # The engine stays free of Airflow: nothing outside dags/ imports it.
+    # Only the Airflow adapter (tongban/airflow/) and the DAG file import Airflow.
     for path in [
         *ROOT.glob("schemas/**/*.py"),
         *ROOT.glob("connectors/**/*.py"),
-        *ROOT.glob("tongban/**/*.py"),
+        *(p for p in ROOT.glob("tongban/**/*.py") if "airflow" not in p.relative_to(ROOT).parts),
     ]:
         assert not re.search(r"^\s*(from|import) airflow", path.read_text(encoding="utf-8"), re.MULTILINE), (
             path

@@ -1,4 +1,4 @@
-"""tongban.store: one transaction per batch, history instead of overwrites, ownership, chain and ledger.
+"""tongban.core.store: one transaction per batch, history instead of overwrites, ownership, chain and ledger.
 
 Every test runs against SQLite and, when TONGBAN_TEST_POSTGRES_URL is set, against PostgreSQL in a
 schema of its own.
@@ -18,8 +18,8 @@ import pytest
 import sqlalchemy as sa
 
 import schemas
-from tongban.merkle import row_hashes
-from tongban.store import SCHEMA_VERSION, FailedRow, Library, LoadResult, StoreError, migrate
+from tongban.core.store import SCHEMA_VERSION, FailedRow, Library, LoadResult, StoreError, migrate
+from tongban.core.trust.merkle import row_hashes
 
 PROVINCE, A, B, C = "630000", "630102", "630103", "620102"
 EDGE = f"population.{A}.{PROVINCE}"

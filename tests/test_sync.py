@@ -1,4 +1,4 @@
-"""tongban.engine: incremental syncs of small hand-made exchanges, county -> province -> national.
+"""tongban.core.engine: incremental syncs of small hand-made exchanges, county -> province -> national.
 
 Counties read SQLite registers (local names and codes, mapped), drop folders of CSV, or a MariaDB
 system (TONGBAN_TEST_MYSQL_URL); one test puts the province's library on PostgreSQL
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from connectors.dropfolder import DEFAULT_SETTLE_SECONDS
 from connectors.errors import ExtractError
-from tongban import engine
+from tongban.core import engine
 
 P = "population"
 
@@ -485,7 +485,7 @@ def test_postgresql_province_library(
 def test_spool_keeps_only_the_newest_finished_runs(
     make_world: Any, h: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tongban import spool
+    from tongban.core.engine import spool
 
     monkeypatch.setattr(spool, "KEEP_RUNS", 2)
     world = make_world({h.A: h.QINGHAI})

@@ -28,9 +28,9 @@ REPO = Path(__file__).resolve().parent.parent
 CHILD = """
 import sys, time
 from pathlib import Path
-from tongban import engine
-from tongban.config import load_exchange
-from tongban.store import Library
+from tongban.core import engine
+from tongban.core.config import load_exchange
+from tongban.core.store import Library
 
 config, edge, marker, point = sys.argv[1:5]
 ex = load_exchange(config)

@@ -18,10 +18,10 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from tongban import engine
-from tongban.engine import SyncError
-from tongban.manifest import Manifest
-from tongban.trust import KeyStore, b64url
+from tongban.core import engine
+from tongban.core.engine import SyncError
+from tongban.core.trust import KeyStore, b64url
+from tongban.core.trust.manifest import Manifest
 
 P = "population"
 
@@ -191,7 +191,7 @@ def test_province_forwards_its_counties_records_but_not_another_provinces(make_w
 def test_repair_after_a_key_compromise(world: Any, h: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """A stolen key got forged rows in; after rotate, revoke and repair, the honest rows all arrive."""
     from tongban.cli import main
-    from tongban.trust import revoke, rotate
+    from tongban.core.trust import revoke, rotate
 
     w = world
     province, national = w.lib(h.QINGHAI), w.lib(h.NATIONAL)

@@ -27,9 +27,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tongban import engine, spool
 from tongban.cli import main
-from tongban.engine import SyncError
+from tongban.core import engine
+from tongban.core.engine import spool
+from tongban.core.engine import SyncError
 
 P = "population"
 

@@ -1,4 +1,4 @@
-"""tongban.engine.load: a tampered, forged, replayed, out-of-chain or revoked-key batch never loads.
+"""tongban.core.engine.load: a tampered, forged, replayed, out-of-chain or revoked-key batch never loads.
 
 Each test seals a run (extract, validate, seal), interferes with the spool files or the trust list
 the way an attacker or a broken transfer would, then loads: the batch is rejected whole, recorded as
@@ -16,10 +16,10 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from tongban import engine
-from tongban.engine import SyncError
-from tongban.manifest import Manifest
-from tongban.trust import KeyStore, b64url, revoke, rotate
+from tongban.core import engine
+from tongban.core.engine import SyncError
+from tongban.core.trust import KeyStore, b64url, revoke, rotate
+from tongban.core.trust.manifest import Manifest
 
 P = "population"
 

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from tongban.trust import (
+from tongban.core.trust import (
     KeyStore,
     TrustError,
     TrustList,

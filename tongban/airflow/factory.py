@@ -22,8 +22,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 import schemas
 from connectors.errors import ExtractError
-from tongban import engine
-from tongban.config import Exchange, connection_url
+from tongban.core import engine
+from tongban.core.config import Exchange, connection_url
 
 __all__ = ["asset_for", "build_dags", "dag_ids"]
 

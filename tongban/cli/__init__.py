@@ -63,7 +63,7 @@ def _status(message: str) -> contextlib.AbstractContextManager[object]:
 
 def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban validate DATASET FILE."""
-    from tongban.validation import open_extract, validate_extract
+    from tongban.core.validation import open_extract, validate_extract
 
     as_json = args.format == "json"
     try:
@@ -116,10 +116,10 @@ def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 def cmd_schema(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban schema DATASET: the canonical fields a mapping maps onto."""
-    from tongban.validation import dataset_named
+    from tongban.core.validation import dataset_named
 
     if args.markdown:
-        from tongban.reference import render, render_dataset
+        from schemas.reference import render, render_dataset
 
         try:
             out.write(render_dataset(dataset_named(args.dataset)) if args.dataset else render())
@@ -184,7 +184,7 @@ def cmd_schema(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 def cmd_generate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban generate: write demo local systems."""
-    from tongban.generate import generate_demo
+    from tongban.demo.generate import generate_demo
 
     status = _status("生成演示数据 generating demo data")
     try:
@@ -220,7 +220,7 @@ def cmd_generate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 def cmd_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban demo: generate the demo exchange and run it through Airflow on the embedded default."""
-    from tongban.demo import run_demo
+    from tongban.demo.runner import run_demo
 
     try:
         return run_demo(Path(args.workdir), seed=args.seed, out=out, as_json=args.json)
@@ -333,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="每条边一行 JSON one JSON object per edge")
     d.set_defaults(func=cmd_demo)
 
-    from tongban.cli_exchange import register
+    from tongban.cli.exchange import register
 
     register(sub)
     return parser

@@ -52,7 +52,7 @@ def _clean(workdir: Path) -> None:
 def airflow_env(workdir: Path, exchange: Path) -> dict[str, str]:
     """The environment of an Airflow child process whose home, DAGs and database live under ``workdir``."""
     home = (workdir / "airflow").resolve()
-    dags = Path(__file__).resolve().parent.parent / "dags"
+    dags = Path(__file__).resolve().parents[2] / "dags"
     env = dict(os.environ)
     env.update(
         {
@@ -87,7 +87,7 @@ def run_airflow(workdir: Path, exchange: Path, out: TextIO, *, quiet: bool = Fal
         read, write = os.pipe()
         env["TONGBAN_PROGRESS_FD"] = str(write)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dags.runner", "--exchange", str(exchange.resolve())],
+            [sys.executable, "-m", "tongban.airflow.runner", "--exchange", str(exchange.resolve())],
             env=env,
             stdout=log,
             stderr=log,
@@ -119,7 +119,7 @@ def check_planted(ex: Any, manifest: dict[str, Any]) -> dict[str, int]:
     Rows of a drop file are matched by their data row in the file; rows of a database by key, since an
     incremental read takes them in cursor order, not in the table's stored order.
     """
-    from tongban import engine
+    from tongban.core import engine
 
     totals = {"planted": 0, "found": 0, "missed": 0, "unexpected": 0}
     found: dict[tuple[str, str], dict[object, set[str]]] = {}
@@ -160,10 +160,10 @@ def check_planted(ex: Any, manifest: dict[str, Any]) -> dict[str, int]:
 
 def run_demo(workdir: Path, *, seed: int = 2026, out: TextIO, as_json: bool = False) -> int:
     """Generate, configure, initialize and run the demo through Airflow; 0 when it all checks out."""
-    from tongban import engine
-    from tongban.cli_exchange import initialize
-    from tongban.config import demo_exchange_yaml, load_exchange
-    from tongban.generate import DEMO_COUNTIES, generate_demo
+    from tongban.core import engine
+    from tongban.cli.exchange import initialize
+    from tongban.core.config import demo_exchange_yaml, load_exchange
+    from tongban.demo.generate import DEMO_COUNTIES, generate_demo
 
     workdir.mkdir(parents=True, exist_ok=True)
     _clean(workdir)

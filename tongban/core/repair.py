@@ -21,9 +21,9 @@ from typing import Any
 import sqlalchemy as sa
 
 import schemas
-from tongban.config import Exchange
-from tongban.store import Library, StoreError
-from tongban.trust import TrustError, TrustList
+from tongban.core.config import Exchange
+from tongban.core.store import Library, StoreError
+from tongban.core.trust import TrustError, TrustList
 
 __all__ = ["repair_key"]
 

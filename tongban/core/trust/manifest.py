@@ -1,14 +1,14 @@
 """Signed batch manifests: what a batch holds, who sealed it, and where it sits in its edge's chain.
 
 A manifest names the batch, its dataset and edge, the cursor range it covers, its row count, the
-Merkle root over its rows' leaf hashes (:mod:`tongban.merkle`), the hash of the previous manifest on
+Merkle root over its rows' leaf hashes (:mod:`tongban.core.trust.merkle`), the hash of the previous manifest on
 the same edge (``""`` for the first), the time, and the source node's key id and Ed25519 signature
 over the canonical JSON of every other field. :func:`verify` is what a target runs before it loads.
 
 >>> import tempfile
 >>> from pathlib import Path
->>> from tongban.merkle import merkle_root
->>> from tongban.trust import KeyStore, init_trust
+>>> from tongban.core.trust.merkle import merkle_root
+>>> from tongban.core.trust import KeyStore, init_trust
 >>> tmp = Path(tempfile.mkdtemp())
 >>> store = KeyStore(tmp / "keys")
 >>> trust = init_trust(store, ["630104", "630000"], root="000000", path=tmp / "trust.json")
@@ -39,8 +39,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from connectors.errors import ExtractError
-from tongban.merkle import merkle_root as compute_root
-from tongban.trust import TrustError, TrustList, b64url, canonical_json, from_b64url, from_iso, iso
+from tongban.core.trust import TrustError, TrustList, b64url, canonical_json, from_b64url, from_iso, iso
+from tongban.core.trust.merkle import merkle_root as compute_root
 
 __all__ = ["Manifest", "ManifestError", "batch_id_for", "schema_fingerprint", "seal", "verify"]
 

@@ -1299,8 +1299,8 @@ def demo_exchange_yaml(
 ) -> str:
     """The ``exchange.yaml`` text of the demo topology under ``base`` (the demo folder).
 
-    ``systems`` are the ``systems`` entries of the manifest :func:`tongban.generate.generate_demo`
-    returns; ``counties`` is :data:`tongban.generate.DEMO_COUNTIES`. One local system per county and
+    ``systems`` are the ``systems`` entries of the manifest :func:`tongban.demo.generate.generate_demo`
+    returns; ``counties`` is :data:`tongban.demo.generate.DEMO_COUNTIES`. One local system per county and
     dataset (the files of one drop folder are one system); the edges are left to derivation.
     ``prefix`` goes before every relative path (the repository's ``exchange.yaml`` uses ``demo/``), and
     ``inline_mappings`` writes each mapping into the file instead of naming its file.

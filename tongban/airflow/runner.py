@@ -24,14 +24,14 @@ def _progress() -> TextIO:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the DAGs of ``--exchange`` (all, or those named by ``--dag``); 0 when every run succeeded."""
-    parser = argparse.ArgumentParser(prog="python -m dags.runner")
+    parser = argparse.ArgumentParser(prog="python -m tongban.airflow.runner")
     parser.add_argument("--exchange", required=True, type=Path)
     parser.add_argument("--dag", action="append", default=[])
     args = parser.parse_args(argv)
     os.environ["TONGBAN_EXCHANGE"] = str(args.exchange.resolve())
 
-    from dags.factory import build_dags
-    from tongban.config import load_exchange
+    from tongban.airflow.factory import build_dags
+    from tongban.core.config import load_exchange
 
     dags = build_dags(load_exchange(args.exchange))
     order = sorted(dags, key=lambda d: (d.endswith("_national"), d))

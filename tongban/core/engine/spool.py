@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from tongban.errors import SyncError
+from tongban.core.errors import SyncError
 
 __all__ = [
     "KEEP_RUNS",

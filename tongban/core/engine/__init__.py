@@ -14,11 +14,11 @@ steps can run as separate Airflow tasks that pass only the folder's URI, or one 
 - **load** verifies key, signature, what the signature is bound to (the edge's own signer, edge,
   target and dataset, and rows owned by the signer or a node below it), chain and root, then applies
   each batch in one transaction with its failed rows and the cursor
-  (:meth:`tongban.store.Library.load_batch`).
+  (:meth:`tongban.core.store.Library.load_batch`).
 
 Memory stays bounded by the batch size: every step streams batch by batch. The spool's files are
-private and short-lived (:mod:`tongban.spool`); each step holds the edge's lock; a stop asked for
-(:mod:`tongban.interrupt`) is honoured between batches.
+private and short-lived (:mod:`tongban.core.engine.spool`); each step holds the edge's lock; a stop asked for
+(:mod:`tongban.core.engine.interrupt`) is honoured between batches.
 """
 
 from __future__ import annotations
@@ -46,15 +46,15 @@ from connectors.files import read_file
 from connectors.mapping import Mapping
 from connectors.sql import Cursor, read_sql_incremental
 from schemas.validate import ContractError, Severity, Validator
-from tongban import spool
-from tongban.config import Edge, Exchange
-from tongban.errors import SyncError
-from tongban.interrupt import CancelToken, Interrupted
-from tongban.manifest import Manifest, ManifestError, schema_fingerprint, verify
-from tongban.manifest import seal as seal_manifest
-from tongban.merkle import merkle_root, row_hashes
-from tongban.store import SEQ, FailedRow, Library, StoreError, dumps
-from tongban.trust import KeyStore, TrustList
+from tongban.core.config import Edge, Exchange
+from tongban.core.engine import spool
+from tongban.core.engine.interrupt import CancelToken, Interrupted
+from tongban.core.errors import SyncError
+from tongban.core.store import SEQ, FailedRow, Library, StoreError, dumps
+from tongban.core.trust import KeyStore, TrustList
+from tongban.core.trust.manifest import Manifest, ManifestError, schema_fingerprint, verify
+from tongban.core.trust.manifest import seal as seal_manifest
+from tongban.core.trust.merkle import merkle_root, row_hashes
 
 __all__ = [
     "SyncError",

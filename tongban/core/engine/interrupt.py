@@ -11,7 +11,7 @@ the database, so still nothing is half-applied).
 >>> token.check()
 Traceback (most recent call last):
 ...
-tongban.interrupt.Interrupted: interrupted
+tongban.core.engine.interrupt.Interrupted: interrupted
 """
 
 from __future__ import annotations

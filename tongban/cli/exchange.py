@@ -32,13 +32,13 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 
 def _exchange(args: argparse.Namespace) -> Any:
-    from tongban.config import load_exchange
+    from tongban.core.config import load_exchange
 
     return load_exchange(_config_path(args))
 
 
 def _json_line(out: TextIO, obj: object) -> None:
-    from tongban.store import dumps
+    from tongban.core.store import dumps
 
     out.write(dumps(obj) + "\n")
 
@@ -48,8 +48,8 @@ def _json_line(out: TextIO, obj: object) -> None:
 
 def initialize(ex: Any) -> dict[str, Any]:
     """Create the spool, every node's library (schema migrated) and keys, and the signed trust list."""
-    from tongban import engine
-    from tongban.trust import KeyStore, init_trust
+    from tongban.core import engine
+    from tongban.core.trust import KeyStore, init_trust
 
     ex.spool.mkdir(parents=True, exist_ok=True)
     keys = KeyStore(ex.keys_dir)
@@ -110,8 +110,8 @@ def cmd_sync(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     Ctrl-C stops at once (the open transaction rolls back). An edge another sync holds is refused
     (EDGE_BUSY, exit 4) unless ``--wait`` gives it time.
     """
-    from tongban import engine
-    from tongban.interrupt import CancelToken, Interrupted, signals_cancel
+    from tongban.core import engine
+    from tongban.core.engine.interrupt import CancelToken, Interrupted, signals_cancel
 
     try:
         ex = _exchange(args)
@@ -232,7 +232,7 @@ def _ago(seconds: float | None) -> str:
 
 def cmd_status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban status: every edge's rows, failures, last success and lag."""
-    from tongban import engine
+    from tongban.core import engine
 
     try:
         ex = _exchange(args)
@@ -246,7 +246,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         for r in rows:
             _json_line(out, r)
         return EXIT_OK
-    from tongban.demo import table_line
+    from tongban.demo.runner import table_line
 
     widths = (
         ("边 edge", 40, False),
@@ -277,7 +277,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 
 def _failure_libraries(ex: Any, node: str | None) -> list[tuple[str, Any]]:
-    from tongban import engine
+    from tongban.core import engine
 
     codes = [node] if node else list(ex.nodes)
     out = []
@@ -291,7 +291,7 @@ def _failure_libraries(ex: Any, node: str | None) -> list[tuple[str, Any]]:
 
 def cmd_failed(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban failed list|show: failed transfers kept in the libraries."""
-    from tongban.masking import mask_any, mask_row
+    from tongban.core.masking import mask_any, mask_row
 
     try:
         ex = _exchange(args)
@@ -400,7 +400,7 @@ def schema_key(dataset: str) -> str:
 
 def cmd_keys(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban keys list|rotate|revoke: node signing keys and the trust list."""
-    from tongban import trust
+    from tongban.core import trust
 
     try:
         ex = _exchange(args)
@@ -428,8 +428,8 @@ def cmd_keys(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                     "name the revoked key id to repair",
                     "keys repair",
                 )
-            from tongban import engine
-            from tongban.repair import repair_key
+            from tongban.core import engine
+            from tongban.core.repair import repair_key
 
             report = repair_key(
                 ex, args.target, lambda code: engine.libraries(ex, code), dry_run=args.dry_run

@@ -1,1 +1,0 @@
-"""Airflow wiring: DAGs built from ``exchange.yaml`` around the engine (which knows nothing of Airflow)."""
