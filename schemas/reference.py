@@ -1,17 +1,19 @@
-"""Render the data-contract reference (``docs/datasets.md``) from the contracts themselves.
+"""Render the reference pages from the code itself: the data contracts (``docs/datasets.md``) and
+the error catalogue (``docs/errors.md``).
 
-The page is generated, never hand-edited, so it cannot drift from the code: a
-test compares the committed page with :func:`render`. Regenerate it with
-``tongban schema --markdown > docs/datasets.md``.
+The pages are generated, never hand-edited, so they cannot drift from the code: tests compare the
+committed pages with :func:`render` and :func:`render_errors`. Regenerate them with
+``tongban schema --markdown > docs/datasets.md`` and ``tongban errors --markdown > docs/errors.md``.
 """
 
 from __future__ import annotations
 
 import schemas
 from schemas.contract import Dataset
+from schemas.errors import CATALOGUE
 from schemas.rules import RULES
 
-__all__ = ["render", "render_dataset"]
+__all__ = ["render", "render_dataset", "render_errors"]
 
 
 def _cell(text: str) -> str:
@@ -66,3 +68,46 @@ def render() -> str:
     ]
     parts += [f"| `{r.code}` | {r.severity} | {_cell(r.zh)} | {_cell(r.en)} |" for r in RULES.values()]
     return "\n".join(parts) + "\n"
+
+
+_AREAS = {
+    "config": "交换配置 The exchange config (exchange.yaml)",
+    "mapping": "映射与数据集 Mappings and datasets",
+    "file": "文件与投放目录 Files and drop folders",
+    "system": "本地系统 Local SQL systems",
+    "library": "库 Libraries",
+    "trust": "密钥与信任列表 Keys and the trust list",
+    "batch": "批次 Batches (refused whole, kept as a failed transfer)",
+    "row": "行 Rows (beside the rule codes)",
+    "spool": "运行目录 The spool",
+    "run": "运行 Runs",
+    "cli": "命令行 The command line",
+    "demo": "演示 The demo",
+}
+
+
+def render_errors() -> str:
+    """The error catalogue as a page: every operational code by area, with its meaning, whether
+    Airflow retries it, and the exit code of the ``tongban`` command."""
+    parts = [
+        "# Error codes (错误代码)",
+        "",
+        "Generated from `schemas/errors.py` by `tongban errors --markdown`; do not edit by hand.",
+        "Row findings (rejected or flagged rows) have their own codes: see [datasets.md](datasets.md).",
+        "",
+        "Exit codes of `tongban`: 0 ok, 1 rows rejected or files quarantined, 2 unusable input, "
+        "3 internal error, 4 a run failed, 130 interrupted. *Retried*: Airflow retries the task with "
+        "backoff; every other code fails it at once (retrying cannot help).",
+        "",
+    ]
+    for area, title in _AREAS.items():
+        entries = [e for e in CATALOGUE.values() if e.area == area]
+        if not entries:
+            continue
+        parts += [f"## {title}", "", "| code | 中文 | English | retried | exit |", "|---|---|---|---|---|"]
+        parts += [
+            f"| `{e.code}` | {_cell(e.zh)} | {_cell(e.en)} | {'yes' if e.retryable else 'no'} | {int(e.exit)} |"
+            for e in entries
+        ]
+        parts.append("")
+    return "\n".join(parts)

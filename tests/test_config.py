@@ -570,11 +570,11 @@ def test_not_found_syntax_and_empty(tmp_path: Path) -> None:
     assert _error(tmp_path, "- a\n- b\n").code == "CONFIG_INVALID"
 
 
-def test_config_error_is_an_extract_error(tmp_path: Path) -> None:
-    from connectors.errors import ExtractError
+def test_config_error_is_a_catalogued_error(tmp_path: Path) -> None:
+    from schemas.errors import TongbanError
 
     err = _error(tmp_path, _edit("nodes:", "nodez:"))
-    assert isinstance(err, ExtractError)
+    assert isinstance(err, TongbanError) and err.permanent
     assert err.as_dict()["code"] == "CONFIG_INVALID"
 
 

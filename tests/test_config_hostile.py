@@ -17,6 +17,7 @@ from test_config import BASE
 from connectors import mapping as mapping_module
 from connectors.errors import ExtractError
 from connectors.mapping import MAPPING_MAX_BYTES, MAPPING_MAX_DEPTH, MAPPING_MAX_NODES, load_mapping
+from schemas.errors import TongbanError
 from tongban.cli import main
 from tongban.core import config as config_module
 from tongban.core.config import (
@@ -269,7 +270,7 @@ def test_limit_sized_files_still_read(tmp_path: Path) -> None:
 def test_endless_device_refused() -> None:
     # No size to stat: reading stops one byte past the limit.
     for load, code in ((load_exchange, "CONFIG_TOO_LARGE"), (load_mapping, "MAPPING_TOO_LARGE")):
-        with pytest.raises(ExtractError) as info:
+        with pytest.raises(TongbanError) as info:
             load(Path("/dev/zero"))
         assert info.value.code == code
 

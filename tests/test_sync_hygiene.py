@@ -29,8 +29,7 @@ import sqlalchemy as sa
 
 from tongban.cli import main
 from tongban.core import engine
-from tongban.core.engine import spool
-from tongban.core.engine import SyncError
+from tongban.core.engine import SyncError, spool
 
 P = "population"
 

@@ -18,10 +18,9 @@ import re
 from typing import Any
 
 from airflow.sdk import DAG, Asset, BaseHook, TriggerRule, get_current_context, task, task_group
-from airflow.sdk.exceptions import AirflowFailException
 
 import schemas
-from connectors.errors import ExtractError
+from tongban.airflow.retry import fail_or_retry
 from tongban.core import engine
 from tongban.core.config import Exchange, connection_url
 
@@ -52,14 +51,7 @@ def _fail(ex: Exchange, edge_id: str, exc: BaseException) -> None:
     engine.record_run_failure(
         ex, edge_id, exc, log_url=getattr(ti, "log_url", "") or "", resolve_conn=_conn_uri
     )
-    if isinstance(exc, engine.SyncError) and exc.permanent:
-        raise AirflowFailException(f"{exc.code}: {exc.message_en} ({exc.where})") from None
-    if isinstance(exc, ExtractError):
-        retryable = exc.code.endswith("UNREACHABLE") or exc.code in {"SQL_ERROR", "BATCH_CHAIN", "EDGE_BUSY"}
-        if not retryable:
-            raise AirflowFailException(f"{exc.code}: {exc.message_en} ({exc.where})") from None
-        raise RuntimeError(f"{exc.code}: {exc.message_en} ({exc.where})") from None
-    raise exc
+    fail_or_retry(exc)
 
 
 def _guarded(ex: Exchange, edge_id: str, step: Any, *args: Any, **kwargs: Any) -> Any:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from connectors.errors import ExtractError
+from schemas.errors import TongbanError
 from tongban import __version__
 
 __all__ = ["main"]
@@ -26,7 +26,7 @@ __all__ = ["main"]
 EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-def report_error(exc: ExtractError, *, as_json: bool, out: TextIO) -> int:
+def report_error(exc: TongbanError, *, as_json: bool, out: TextIO) -> int:
     """One coded bilingual line on stderr (and a JSON object on ``out`` with ``--json``); exit code 2."""
     if as_json:
         print(json.dumps({"error": exc.as_dict()}, ensure_ascii=False), file=out)
@@ -96,7 +96,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         finally:
             if progress:
                 progress.stop()
-    except ExtractError as exc:
+    except TongbanError as exc:
         return report_error(exc, as_json=as_json, out=out)
     summary = validator.summary.as_dict()
     summary["file"] = str(extract.path)
@@ -123,12 +123,12 @@ def cmd_schema(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
         try:
             out.write(render_dataset(dataset_named(args.dataset)) if args.dataset else render())
-        except ExtractError as exc:
+        except TongbanError as exc:
             return report_error(exc, as_json=False, out=out)
         return EXIT_OK
     if not args.dataset:
         return report_error(
-            ExtractError(
+            TongbanError(
                 "DATASET_MISSING", "请指定数据集", "name a dataset (or use --markdown for all)", "schema"
             ),
             as_json=args.json,
@@ -136,7 +136,7 @@ def cmd_schema(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         )
     try:
         dataset = dataset_named(args.dataset)
-    except ExtractError as exc:
+    except TongbanError as exc:
         return report_error(exc, as_json=args.json, out=out)
     rows = [
         {
@@ -224,15 +224,15 @@ def cmd_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
     try:
         return run_demo(Path(args.workdir), seed=args.seed, out=out, as_json=args.json)
-    except ExtractError as exc:
+    except TongbanError as exc:
         return report_error(exc, as_json=args.json, out=out)
     except OSError as exc:
         return report_error(_workdir_error(args.workdir, exc), as_json=args.json, out=out)
 
 
-def _workdir_error(workdir: str, exc: OSError) -> ExtractError:
+def _workdir_error(workdir: str, exc: OSError) -> TongbanError:
     detail = exc.strerror or str(exc)
-    return ExtractError(
+    return TongbanError(
         "WORKDIR_UNWRITABLE",
         f"无法写入工作目录：{detail}",
         f"cannot write the working folder: {detail}",

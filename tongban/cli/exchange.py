@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from connectors.errors import ExtractError
+from schemas.errors import TongbanError
 from tongban.cli import report_error
 
 __all__ = ["register"]
@@ -74,7 +74,7 @@ def cmd_init(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban init: libraries, keys and trust list for every node of the config."""
     try:
         report = initialize(_exchange(args))
-    except ExtractError as exc:
+    except TongbanError as exc:
         report_error(exc, as_json=args.json, out=out)
         return EXIT_UNUSABLE
     if args.json:
@@ -116,7 +116,7 @@ def cmd_sync(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     try:
         ex = _exchange(args)
         edges = _select_edges(ex, args)
-    except ExtractError as exc:
+    except TongbanError as exc:
         report_error(exc, as_json=args.json, out=out)
         return EXIT_UNUSABLE
     token = CancelToken()
@@ -154,7 +154,7 @@ def cmd_sync(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                     summary = engine.sync_edge(
                         ex, edge.id, full=args.full, on_rows=seen, cancel=token, lock_wait=args.wait
                     )
-                except ExtractError as exc:
+                except TongbanError as exc:
                     code = EXIT_RUN_FAILED
                     if args.json:
                         _json_line(out, {"edge": edge.id, "ok": False, "error": exc.as_dict()})
@@ -237,7 +237,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     try:
         ex = _exchange(args)
         rows = engine.status(ex)
-    except ExtractError as exc:
+    except TongbanError as exc:
         report_error(exc, as_json=args.json, out=out)
         return EXIT_UNUSABLE
     if args.dataset:
@@ -298,7 +298,7 @@ def cmd_failed(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         if args.action == "show":
             node, _, ident = (args.id or "").partition(":")
             if not ident.isdigit():
-                raise ExtractError(
+                raise TongbanError(
                     "FAILED_ID",
                     "编号应为 节点:编号，如 630104:12",
                     "the id is NODE:NUMBER, e.g. 630104:12",
@@ -307,7 +307,7 @@ def cmd_failed(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             ((_, lib),) = _failure_libraries(ex, node)
             row = lib.failure(int(ident))
             if row is None:
-                raise ExtractError("FAILED_NOT_FOUND", "没有这条失败记录", "no such failed transfer", args.id)
+                raise TongbanError("FAILED_NOT_FOUND", "没有这条失败记录", "no such failed transfer", args.id)
             payload = json.loads(row["payload"]) if row["payload"] else None
             key = row["row_key"]
             if row["kind"] == "row" and isinstance(payload, dict):
@@ -383,7 +383,7 @@ def cmd_failed(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 break
         if not args.json:
             out.write(f"共 {shown} 条 failed transfers shown\n")
-    except ExtractError as exc:
+    except TongbanError as exc:
         report_error(exc, as_json=args.json, out=out)
         return EXIT_UNUSABLE
     return EXIT_OK
@@ -407,7 +407,7 @@ def cmd_keys(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         store = trust.KeyStore(ex.keys_dir)
         if args.action == "rotate":
             if not args.target:
-                raise ExtractError(
+                raise TongbanError(
                     "KEYS_ARGUMENT", "请指定节点代码", "name the node to rotate", "keys rotate"
                 )
             ex.node(args.target)
@@ -415,14 +415,14 @@ def cmd_keys(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             _say(out, args.json, {"node": args.target, "key_id": new}, f"{args.target} 新密钥 new key {new}")
         elif args.action == "revoke":
             if not args.target:
-                raise ExtractError(
+                raise TongbanError(
                     "KEYS_ARGUMENT", "请指定密钥编号", "name the key id to revoke", "keys revoke"
                 )
             trust.revoke(store, ex.trust_list, args.target, args.reason or "")
             _say(out, args.json, {"revoked": args.target}, f"已吊销 revoked {args.target}")
         elif args.action == "repair":
             if not args.target:
-                raise ExtractError(
+                raise TongbanError(
                     "KEYS_ARGUMENT",
                     "请指定已吊销的密钥编号",
                     "name the revoked key id to repair",
@@ -462,7 +462,7 @@ def cmd_keys(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                         f"{entry['node']}\t{entry['key_id']}\t{state}\t{entry.get('valid_from')} → "
                         f"{entry.get('valid_until') or '长期 open'}\n"
                     )
-    except ExtractError as exc:
+    except TongbanError as exc:
         report_error(exc, as_json=args.json, out=out)
         return EXIT_UNUSABLE
     return EXIT_OK

@@ -13,11 +13,11 @@ from pathlib import Path
 import pyarrow as pa
 
 import schemas
-from connectors.errors import ExtractError
 from connectors.files import read_file
 from connectors.mapping import Mapping, load_mapping
 from connectors.sql import SQLITE_SUFFIXES, read_sql, sqlite_url
 from schemas.contract import Dataset
+from schemas.errors import TongbanError
 from schemas.validate import BatchResult, ContractError, Validator
 
 __all__ = ["Extract", "dataset_named", "load_allowlist", "open_extract", "validate_extract"]
@@ -38,10 +38,10 @@ class Extract:
 
 
 def dataset_named(name: str) -> Dataset:
-    """The dataset called ``name``; ExtractError DATASET_UNKNOWN naming the known ones otherwise."""
+    """The dataset called ``name``; TongbanError DATASET_UNKNOWN naming the known ones otherwise."""
     if name not in schemas.DATASETS:
         known = ", ".join(schemas.DATASETS)
-        raise ExtractError(
+        raise TongbanError(
             "DATASET_UNKNOWN",
             f"未知数据集 {name}（可用：{known}）",
             f"unknown dataset {name} (known: {known})",
@@ -56,7 +56,7 @@ def load_allowlist(path: str | Path) -> tuple[str, ...]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ExtractError(
+        raise TongbanError(
             "ALLOWLIST_UNREADABLE", f"无法读取白名单：{exc}", f"cannot read the allowlist: {exc}", str(path)
         ) from None
     codes = []
@@ -65,7 +65,7 @@ def load_allowlist(path: str | Path) -> tuple[str, ...]:
         if not code:
             continue
         if len(code) != 18 or not code.isalnum() or not code.isascii():
-            raise ExtractError(
+            raise TongbanError(
                 "ALLOWLIST_INVALID",
                 f"第 {lineno} 行不是 18 位代码",
                 f"line {lineno} is not an 18-character code",
@@ -83,11 +83,11 @@ def open_extract(
     table: str | None = None,
     allowlist: str | Path | None = None,
 ) -> Extract:
-    """Check the arguments of a validation run; ExtractError with a code otherwise."""
+    """Check the arguments of a validation run; TongbanError with a code otherwise."""
     contract = dataset_named(dataset)
     loaded = load_mapping(mapping) if mapping else Mapping()
     if loaded.dataset and loaded.dataset != dataset:
-        raise ExtractError(
+        raise TongbanError(
             "MAPPING_DATASET",
             f"映射文件用于数据集 {loaded.dataset}，不是 {dataset}",
             f"the mapping is for dataset {loaded.dataset}, not {dataset}",
@@ -96,12 +96,12 @@ def open_extract(
     loaded.check_fields(contract.names)
     path = Path(path)
     if not path.exists():
-        raise ExtractError("FILE_NOT_FOUND", "找不到文件", "file not found", str(path))
+        raise TongbanError("FILE_NOT_FOUND", "找不到文件", "file not found", str(path))
     if allowlist:
         loaded = replace(loaded, uscc_allowlist=loaded.uscc_allowlist + load_allowlist(allowlist))
     extract = Extract(dataset, path, loaded, table or loaded.table)
     if extract.is_database and not (extract.table or loaded.query):
-        raise ExtractError(
+        raise TongbanError(
             "SQL_NO_TABLE",
             "数据库文件需要 --table 或映射中的 table",
             "a database file needs --table or a table in the mapping",
@@ -140,7 +140,7 @@ def validate_extract(
             try:
                 result = validator.validate(table)
             except ContractError as exc:
-                raise ExtractError(exc.code, exc.message_zh, exc.message_en, str(extract.path)) from None
+                raise TongbanError(exc.code, exc.message_zh, exc.message_en, str(extract.path)) from None
             if on_batch:
                 on_batch(table.num_rows)
             yield result

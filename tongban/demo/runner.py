@@ -19,7 +19,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, TextIO
 
-from connectors.errors import ExtractError
+from schemas.errors import TongbanError
 
 __all__ = ["run_demo", "table_line"]
 
@@ -78,7 +78,7 @@ def run_airflow(workdir: Path, exchange: Path, out: TextIO, *, quiet: bool = Fal
             [sys.executable, "-m", "airflow", "db", "migrate"], env=env, stdout=log, stderr=log, check=False
         )
         if done.returncode:
-            raise ExtractError(
+            raise TongbanError(
                 "AIRFLOW_DB",
                 "无法初始化 Airflow 数据库",
                 "cannot set up Airflow's database",
@@ -107,7 +107,7 @@ def run_airflow(workdir: Path, exchange: Path, out: TextIO, *, quiet: bool = Fal
                     out.flush()
         proc.wait()
     if proc.returncode and not results:
-        raise ExtractError(
+        raise TongbanError(
             "AIRFLOW_RUN", "Airflow 运行失败，见日志", "the Airflow run failed; see the log", str(log_path)
         )
     return results

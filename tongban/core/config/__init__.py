@@ -53,7 +53,6 @@ import sqlalchemy as sa
 import yaml
 
 import schemas
-from connectors.errors import ExtractError
 from connectors.mapping import Mapping, load_mapping
 from connectors.yaml_bounds import (
     LOADER,
@@ -64,6 +63,7 @@ from connectors.yaml_bounds import (
     error_problem,
     read_bounded,
 )
+from schemas.errors import TongbanError
 
 __all__ = [
     "CONFIG_MAX_BYTES",
@@ -143,7 +143,7 @@ _DRIVERS = {
 _SQLITE_URL = re.compile(r"(sqlite(?:\+\w+)?:///)(file:)?([^?]*)(\?.*)?", re.DOTALL)
 
 
-class ConfigError(ExtractError):
+class ConfigError(TongbanError):
     """The exchange config cannot be used: a stable code, both languages, ``where`` = ``file:line``."""
 
 
@@ -808,7 +808,7 @@ def _compose(file: _File) -> yaml.Node:
     return root
 
 
-def _reraised(exc: ExtractError, field: str, where: str) -> ConfigError:
+def _reraised(exc: TongbanError, field: str, where: str) -> ConfigError:
     return ConfigError(exc.code, f"{field}：{exc.message_zh}", f"{field}: {exc.message_en}", where)
 
 
@@ -823,7 +823,7 @@ def _inline_mapping(file: _File, node: yaml.MappingNode, field: str) -> Mapping:
         scratch.write_text(body, encoding="utf-8")
         try:
             mapping = file.mappings[body] = load_mapping(scratch)
-        except ExtractError as exc:
+        except TongbanError as exc:
             _, _, line = exc.where.rpartition(":")
             where = f"{file.path}:{int(line) + start.line if line.isdigit() else start.line + 1}"
             raise _reraised(exc, field, where) from None
@@ -848,7 +848,7 @@ def _system_mapping(sec: _Section, dataset: str) -> Mapping:
             if path not in sec.file.mappings:
                 sec.file.mappings[path] = load_mapping(path)
             mapping = sec.file.mappings[path]
-        except ExtractError as exc:
+        except TongbanError as exc:
             if exc.code in ("MAPPING_NOT_FOUND", "MAPPING_UNREADABLE"):  # point at the reference
                 raise ConfigError(
                     exc.code, f"{field}：{exc.message_zh}：{path}", f"{field}: {exc.message_en}: {path}", here
@@ -863,7 +863,7 @@ def _system_mapping(sec: _Section, dataset: str) -> Mapping:
         )
     try:
         mapping.check_fields(schemas.DATASETS[dataset].names)
-    except ExtractError as exc:
+    except TongbanError as exc:
         raise _reraised(exc, field, exc.where) from None
     return mapping
 

@@ -41,10 +41,10 @@ import pyarrow.compute as pc
 
 import schemas
 from connectors.dropfolder import DropFile, archive, pending_files, quarantine
-from connectors.errors import ExtractError
 from connectors.files import read_file
 from connectors.mapping import Mapping
 from connectors.sql import Cursor, read_sql_incremental
+from schemas.errors import TongbanError
 from schemas.validate import ContractError, Severity, Validator
 from tongban.core.config import Edge, Exchange
 from tongban.core.engine import spool
@@ -374,7 +374,7 @@ def _extract_file(
     assert system.folder is not None
     name = f"extract-{number:04d}.arrow"
     writer = _PartWriter(run / name)
-    problem: ExtractError | None = None
+    problem: TongbanError | None = None
     try:
         # The whole file is read before it joins the run, so a truncated file adds no rows.
         try:
@@ -383,10 +383,10 @@ def _extract_file(
                 writer.write(_raw(b), None)
         finally:
             writer.close()
-    except ExtractError as exc:
+    except TongbanError as exc:
         problem = exc
     except Exception as exc:  # whatever else a hostile file does to a reader (RecursionError too)
-        problem = ExtractError(
+        problem = TongbanError(
             "FILE_MALFORMED",
             f"文件无法读取：{type(exc).__name__}",
             f"the file cannot be read: {type(exc).__name__}",
@@ -415,7 +415,7 @@ def _extract_file(
 
 
 def _quarantine_file(
-    target: Library, plan: _Plan, drop: DropFile, exc: ExtractError, quarantined: list[dict[str, Any]]
+    target: Library, plan: _Plan, drop: DropFile, exc: TongbanError, quarantined: list[dict[str, Any]]
 ) -> bool:
     """Move a bad drop file to ``failed/`` and keep it as a failed transfer; the rest goes on.
 
@@ -473,7 +473,7 @@ def _payloads(table: pa.Table, rows: np.ndarray) -> list[dict[str, Any]]:
 class _FileRefused(Exception):
     """A drop file the contract cannot read at all (e.g. a required column missing)."""
 
-    def __init__(self, error: ExtractError) -> None:
+    def __init__(self, error: TongbanError) -> None:
         super().__init__(error.code)
         self.error = error
 
@@ -930,7 +930,7 @@ def _with_meta(table: pa.Table, names: list[str], leaves: np.ndarray, batch_id: 
     )
 
 
-def _reject_batch(lib: Library, plan: _Plan, manifest: Manifest, exc: ExtractError) -> None:
+def _reject_batch(lib: Library, plan: _Plan, manifest: Manifest, exc: TongbanError) -> None:
     lib.record_failure(
         kind="batch",
         edge=plan.edge.id,
@@ -953,7 +953,7 @@ def record_run_failure(
 ) -> None:
     """Keep a failed run of the edge as a failed transfer (counting attempts) and note the error."""
     edge = ex.edge(edge_id)
-    if isinstance(exc, ExtractError):
+    if isinstance(exc, TongbanError):
         code, zh, en, where = exc.code, exc.message_zh, exc.message_en, exc.where
     else:
         code, zh, en, where = "RUN_FAILED", f"运行失败：{exc}", f"run failed: {exc}", ""
@@ -972,7 +972,7 @@ def record_run_failure(
             payload={"log_url": log_url} if log_url else None,
         )
         lib.note_attempt(edge.id, edge.dataset, edge.source, f"{code}: {en}")
-    except ExtractError:
+    except TongbanError:
         pass  # the target library itself is down: the scheduler's own log keeps the failure
 
 
@@ -1003,7 +1003,7 @@ def sync_edge(
             validate(ex, run_uri, cancel=cancel)
             seal(ex, run_uri, resolve_conn=resolve_conn, cancel=cancel)
             return load(ex, run_uri, resolve_conn=resolve_conn, cancel=cancel)
-        except ExtractError as exc:
+        except TongbanError as exc:
             record_run_failure(ex, edge_id, exc, resolve_conn=resolve_conn)
             raise
         except Interrupted:
@@ -1030,7 +1030,7 @@ def status(
                 lib.migrate()
                 states[edge.target] = {s["edge"]: s for s in lib.states()}
                 open_failures[edge.target] = lib.failure_counts()
-            except ExtractError:
+            except TongbanError:
                 states[edge.target], open_failures[edge.target] = {}, {}
         st = states[edge.target].get(edge.id) or {}
         last = st.get("last_success")

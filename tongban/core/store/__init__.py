@@ -31,9 +31,9 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite as sq
 
 import schemas
-from connectors.errors import ExtractError
 from connectors.sql import mask_url
 from schemas.contract import Dataset, Kind
+from schemas.errors import TongbanError
 
 __all__ = [
     "META_COLUMNS",
@@ -57,7 +57,7 @@ SEQ = "_seq"
 MIGRATION = {"population": ("moved_out", "moved_to"), "business": ("moved_out", "moved_to")}
 
 
-class StoreError(ExtractError):
+class StoreError(TongbanError):
     """A library that cannot be opened or written."""
 
 

@@ -42,7 +42,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from connectors.errors import ExtractError
+from schemas.errors import TongbanError
 
 __all__ = [
     "KeyStore",
@@ -66,7 +66,7 @@ _NODE_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 _KEY_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 
 
-class TrustError(ExtractError):
+class TrustError(TongbanError):
     """A key or trust list that cannot be used: stable code, Chinese and English, and where."""
 
 

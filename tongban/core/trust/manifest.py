@@ -38,7 +38,7 @@ import pyarrow as pa
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from connectors.errors import ExtractError
+from schemas.errors import TongbanError
 from tongban.core.trust import TrustError, TrustList, b64url, canonical_json, from_b64url, from_iso, iso
 from tongban.core.trust.merkle import merkle_root as compute_root
 
@@ -53,7 +53,7 @@ _KEY_CODES = {
 }
 
 
-class ManifestError(ExtractError):
+class ManifestError(TongbanError):
     """A manifest that is malformed or fails verification: the whole batch is rejected."""
 
 

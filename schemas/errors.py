@@ -1,0 +1,554 @@
+"""The catalogue of operational error codes: every code a layer raises, declared once.
+
+Row findings have their own catalogue (:mod:`schemas.rules`). These are the codes of everything else
+that can go wrong — a config, a mapping, a file, a local system, a library, a key, a batch, the spool,
+the command line — each with its meaning in Chinese and English, whether a retry can help (Airflow
+retries those and fails the rest at once), and the exit code the ``tongban`` command ends with.
+:class:`TongbanError` is the one base exception: a code, messages in both languages, and where it was
+found. ``docs/errors.md`` is generated from this page (``tongban errors --markdown``).
+
+Codes never change meaning once published; add new ones, do not reuse old ones.
+
+>>> CATALOGUE["SQL_UNREACHABLE"].retryable, CATALOGUE["BATCH_SIGNER"].retryable
+(True, False)
+>>> int(CATALOGUE["CONFIG_INVALID"].exit), int(CATALOGUE["BATCH_OWNER"].exit)
+(2, 4)
+>>> TongbanError("EDGE_BUSY", "忙", "busy", "edge").retryable
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+__all__ = ["CATALOGUE", "ErrorCode", "ExitCode", "TongbanError", "lookup"]
+
+
+class ExitCode(IntEnum):
+    """How the ``tongban`` command ends; scripts branch on these."""
+
+    OK = 0  # done, nothing rejected (warnings allowed)
+    REJECTED = 1  # done, but rows were rejected or files quarantined (kept as failed transfers)
+    UNUSABLE = 2  # unusable input: config, arguments, mapping, file, key
+    INTERNAL = 3  # a bug: one line on stderr, no stack trace (TONGBAN_DEBUG=1 shows it)
+    RUN_FAILED = 4  # a run failed: a system or library down, a batch refused, an edge busy
+    INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM; what committed stays whole
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    """One operational code: what it means, whether a retry can help, how the command exits."""
+
+    code: str
+    area: str  # config, mapping, file, system, library, trust, batch, spool, run, cli, demo
+    zh: str
+    en: str
+    retryable: bool = False
+    exit: ExitCode = ExitCode.UNUSABLE
+
+
+U, R = ExitCode.UNUSABLE, ExitCode.RUN_FAILED
+
+# (code, area, meaning zh, meaning en, retryable, exit code)
+_ENTRIES: tuple[tuple[str, str, str, str, bool, ExitCode], ...] = (
+    # The exchange config (exchange.yaml)
+    ("CONFIG_NOT_FOUND", "config", "找不到配置文件", "the config file does not exist", False, U),
+    (
+        "CONFIG_UNREADABLE",
+        "config",
+        "配置文件无法读取或不是 UTF-8",
+        "the config file cannot be read or is not UTF-8",
+        False,
+        U,
+    ),
+    (
+        "CONFIG_TOO_LARGE",
+        "config",
+        "配置文件超过大小或节点数上限",
+        "the config file exceeds the size or node limit",
+        False,
+        U,
+    ),
+    ("CONFIG_TOO_DEEP", "config", "配置文件嵌套过深", "the config file is nested too deeply", False, U),
+    ("CONFIG_SYNTAX", "config", "配置文件不是有效的 YAML", "the config file is not valid YAML", False, U),
+    (
+        "CONFIG_INVALID",
+        "config",
+        "字段缺失、未知或取值无效",
+        "a field is missing, unknown or has an invalid value",
+        False,
+        U,
+    ),
+    ("CONFIG_DUPLICATE", "config", "名称或代码重复", "a name or code is used twice", False, U),
+    (
+        "CONFIG_REFERENCE",
+        "config",
+        "引用了不存在的节点或本地系统",
+        "a reference names no node or system",
+        False,
+        U,
+    ),
+    (
+        "CONFIG_TOPOLOGY",
+        "config",
+        "节点层级或上级关系不成立",
+        "the levels or parents of the nodes do not fit",
+        False,
+        U,
+    ),
+    ("CONFIG_DATASET", "config", "未知数据集", "an unknown dataset", False, U),
+    (
+        "CONFIG_ENV_MISSING",
+        "config",
+        "配置所指的环境变量未设置",
+        "an environment variable the config names is not set",
+        False,
+        U,
+    ),
+    (
+        "CONFIG_ENV_INVALID",
+        "config",
+        "环境变量中的地址无效",
+        "the URL in an environment variable is invalid",
+        False,
+        U,
+    ),
+    (
+        "CONFIG_CONN_MISSING",
+        "config",
+        "配置所指的 Airflow 连接不存在",
+        "an Airflow connection the config names does not exist",
+        False,
+        U,
+    ),
+    (
+        "CONFIG_CONN_INVALID",
+        "config",
+        "Airflow 连接的地址无效",
+        "an Airflow connection's URI is invalid",
+        False,
+        U,
+    ),
+    ("NODE_UNKNOWN", "config", "未知节点", "an unknown node", False, U),
+    ("SYSTEM_UNKNOWN", "config", "未知本地系统", "an unknown local system", False, U),
+    ("EDGE_UNKNOWN", "config", "未知同步边", "an unknown sync edge", False, U),
+    # Column mappings
+    ("MAPPING_NOT_FOUND", "mapping", "找不到映射文件", "the mapping file does not exist", False, U),
+    ("MAPPING_UNREADABLE", "mapping", "映射文件无法读取", "the mapping file cannot be read", False, U),
+    (
+        "MAPPING_TOO_LARGE",
+        "mapping",
+        "映射文件超过大小或节点数上限",
+        "the mapping file exceeds the size or node limit",
+        False,
+        U,
+    ),
+    ("MAPPING_TOO_DEEP", "mapping", "映射文件嵌套过深", "the mapping file is nested too deeply", False, U),
+    ("MAPPING_SYNTAX", "mapping", "映射文件不是有效的 YAML", "the mapping file is not valid YAML", False, U),
+    ("MAPPING_INVALID", "mapping", "映射文件的字段无效", "a field of the mapping is invalid", False, U),
+    (
+        "MAPPING_FIELD",
+        "mapping",
+        "映射指向未知字段或把两列映射到同一字段",
+        "the mapping names an unknown field or maps two columns to one",
+        False,
+        U,
+    ),
+    (
+        "MAPPING_DATASET",
+        "mapping",
+        "映射所属数据集与所校验的不同",
+        "the mapping is for another dataset",
+        False,
+        U,
+    ),
+    (
+        "MAPPING_VALUE",
+        "mapping",
+        "代码表把本地代码映射到不在代码表中的值",
+        "a code table maps a local code to a value outside the field's code list",
+        False,
+        U,
+    ),
+    ("COLUMN_MISSING", "mapping", "抽取结果缺少必需的列", "the extract lacks a required column", False, U),
+    ("DATASET_UNKNOWN", "mapping", "未知数据集", "an unknown dataset", False, U),
+    ("DATASET_MISSING", "mapping", "未指定数据集", "no dataset given", False, U),
+    ("ALLOWLIST_INVALID", "mapping", "统一社会信用代码白名单无效", "the USCC allowlist is invalid", False, U),
+    (
+        "ALLOWLIST_UNREADABLE",
+        "mapping",
+        "统一社会信用代码白名单无法读取",
+        "the USCC allowlist cannot be read",
+        False,
+        U,
+    ),
+    # Extract files and drop folders
+    ("FILE_NOT_FOUND", "file", "找不到文件", "the file does not exist", False, U),
+    ("FILE_FORMAT", "file", "不支持的文件类型", "an unsupported file type", False, U),
+    ("FILE_EMPTY", "file", "文件为空，没有表头", "the file is empty: no header row", False, U),
+    ("FILE_HEADER", "file", "表头有重复列", "the header repeats a column", False, U),
+    (
+        "FILE_ENCODING",
+        "file",
+        "文件不是所声明的编码（映射的 encoding 可改，如 gb18030）",
+        "the file is not in the declared encoding (set the mapping's encoding, e.g. gb18030)",
+        False,
+        U,
+    ),
+    (
+        "FILE_MALFORMED",
+        "file",
+        "文件损坏、被截断或不是其后缀所示的格式",
+        "the file is damaged, truncated or not the format its suffix says",
+        False,
+        U,
+    ),
+    ("FILE_TOO_DEEP", "file", "文件内容嵌套过深", "the file's content is nested too deeply", False, U),
+    ("FILE_LINE_TOO_LONG", "file", "一行超过长度上限", "a line exceeds the length limit", False, U),
+    ("FILE_TOO_MANY_COLUMNS", "file", "列数超过上限", "the file has more columns than allowed", False, U),
+    ("FILE_FIELD_TOO_LARGE", "file", "一个值超过读取上限", "one value exceeds the reader's limit", False, U),
+    ("FILE_TOO_LARGE", "file", "文件内容过大，无法读取", "the file's content is too large to read", False, U),
+    (
+        "FILE_UNREADABLE",
+        "file",
+        "文件无法读取（权限或磁盘）",
+        "the file cannot be read (permissions or disk)",
+        False,
+        U,
+    ),
+    (
+        "DROP_NOT_FOUND",
+        "file",
+        "找不到投放目录或要移动的文件",
+        "the drop folder, or a file to move, does not exist",
+        False,
+        R,
+    ),
+    (
+        "DROP_MOVE_FAILED",
+        "file",
+        "移动投放文件失败，文件保留原处",
+        "moving a drop file failed; the file stays where it was",
+        True,
+        R,
+    ),
+    # Local SQL systems
+    (
+        "SQL_UNREACHABLE",
+        "system",
+        "无法连接本地系统的数据库",
+        "the local system's database cannot be reached",
+        True,
+        R,
+    ),
+    ("SQL_ERROR", "system", "本地系统的查询失败", "a query on the local system failed", True, R),
+    (
+        "SQL_NO_TABLE",
+        "system",
+        "本地系统中没有该表或未指定表",
+        "the local system has no such table, or none was given",
+        False,
+        R,
+    ),
+    (
+        "SQL_NO_COLUMN",
+        "system",
+        "本地系统的表中没有该列",
+        "the local system's table has no such column",
+        False,
+        R,
+    ),
+    # Libraries
+    ("LIBRARY_URL", "library", "库地址无效", "the library URL is invalid", False, U),
+    ("LIBRARY_UNREACHABLE", "library", "无法连接节点的库", "the node's library cannot be reached", True, R),
+    (
+        "LIBRARY_TOO_NEW",
+        "library",
+        "库的结构版本比本程序新",
+        "the library's schema is newer than this program",
+        False,
+        R,
+    ),
+    # Keys and the trust list
+    (
+        "NODE_INVALID",
+        "trust",
+        "节点代码含不允许的字符",
+        "a node code has characters that are not allowed",
+        False,
+        U,
+    ),
+    (
+        "KEY_MISSING",
+        "trust",
+        "节点没有签名密钥（先运行 tongban init）",
+        "the node has no signing key (run tongban init)",
+        False,
+        U,
+    ),
+    ("KEY_UNREADABLE", "trust", "私钥文件无法读取", "a private key file cannot be read", False, U),
+    ("KEY_UNKNOWN", "trust", "信任列表中没有该密钥", "the key is not in the trust list", False, U),
+    ("KEY_NODE_MISMATCH", "trust", "密钥属于另一个节点", "the key belongs to another node", False, U),
+    ("KEY_REVOKED", "trust", "密钥已吊销", "the key is revoked", False, U),
+    ("KEY_EXPIRED", "trust", "密钥不在有效期内", "the key is outside its validity", False, U),
+    ("KEY_NOT_REVOKED", "trust", "修复前须先吊销该密钥", "the key must be revoked before a repair", False, U),
+    (
+        "KEYS_ARGUMENT",
+        "trust",
+        "keys 命令缺少节点或密钥编号",
+        "the keys command lacks a node or key id",
+        False,
+        U,
+    ),
+    (
+        "ROOT_KEY_UNLISTED",
+        "trust",
+        "根节点的当前密钥不在信任列表中或已吊销",
+        "the root's current key is not listed or is revoked",
+        False,
+        U,
+    ),
+    (
+        "ROOT_REVOKE",
+        "trust",
+        "不能吊销根节点的当前密钥（先轮换）",
+        "the root's current key cannot be revoked (rotate it first)",
+        False,
+        U,
+    ),
+    ("TRUST_UNREADABLE", "trust", "信任列表无法读取", "the trust list cannot be read", False, U),
+    ("TRUST_SIGNATURE", "trust", "信任列表签名无效", "the trust list's signature is invalid", False, U),
+    (
+        "TRUST_ROOT_MISMATCH",
+        "trust",
+        "已有信任列表的根节点不同",
+        "the existing trust list has another root",
+        False,
+        U,
+    ),
+    # Batches (a batch that fails is refused whole and kept as a failed transfer)
+    ("MANIFEST_INVALID", "batch", "批次清单格式无效", "the batch manifest is malformed", False, R),
+    (
+        "BATCH_KEY_UNKNOWN",
+        "batch",
+        "批次签名密钥不在信任列表中",
+        "the batch's signing key is not in the trust list",
+        False,
+        R,
+    ),
+    ("BATCH_KEY_REVOKED", "batch", "批次签名密钥已吊销", "the batch's signing key is revoked", False, R),
+    (
+        "BATCH_KEY_EXPIRED",
+        "batch",
+        "批次签名密钥在签名时不在有效期内",
+        "the batch's signing key was not valid when it signed",
+        False,
+        R,
+    ),
+    (
+        "BATCH_KEY_NODE",
+        "batch",
+        "批次签名密钥属于另一个节点",
+        "the batch's signing key belongs to another node",
+        False,
+        R,
+    ),
+    (
+        "BATCH_SIGNATURE",
+        "batch",
+        "批次清单签名无效（被改动或签名者不符）",
+        "the manifest's signature is invalid (altered, or another signer)",
+        False,
+        R,
+    ),
+    (
+        "BATCH_SIGNER",
+        "batch",
+        "签名节点不是本边的来源节点",
+        "the signer is not the node that seals for this edge",
+        False,
+        R,
+    ),
+    (
+        "BATCH_EDGE",
+        "batch",
+        "批次清单所属同步边不是正在载入的边",
+        "the manifest names another edge than the one loading it",
+        False,
+        R,
+    ),
+    (
+        "BATCH_TARGET",
+        "batch",
+        "批次清单的目标节点不是本库",
+        "the manifest names another target than this library",
+        False,
+        R,
+    ),
+    (
+        "BATCH_DATASET",
+        "batch",
+        "批次清单的数据集不是正在载入的数据集",
+        "the manifest names another dataset than the one loading it",
+        False,
+        R,
+    ),
+    (
+        "BATCH_OWNER",
+        "batch",
+        "批次含有不属于签名节点及其下级的记录",
+        "the batch holds records owned by neither the signer nor a node below it",
+        False,
+        R,
+    ),
+    (
+        "BATCH_CHAIN",
+        "batch",
+        "批次链不连续（重放、缺批或并发载入）",
+        "the batch chain is broken (replayed, missing or concurrent batch)",
+        True,
+        R,
+    ),
+    (
+        "BATCH_SCHEMA",
+        "batch",
+        "批次的数据结构与本节点不同",
+        "the batch's schema differs from this node's",
+        False,
+        R,
+    ),
+    (
+        "BATCH_ROWS",
+        "batch",
+        "批次行数与清单不符",
+        "the batch's row count differs from its manifest",
+        False,
+        R,
+    ),
+    (
+        "BATCH_ROOT",
+        "batch",
+        "批次内容与清单的默克尔根不符",
+        "the batch's content does not match its manifest's Merkle root",
+        False,
+        R,
+    ),
+    # Rows (kept as failed transfers; the sync ends with exit 1)
+    (
+        "OWNER_CONFLICT",
+        "row",
+        "记录属于另一节点，且未经迁移释放",
+        "the record belongs to another node, not released by a migration",
+        False,
+        ExitCode.REJECTED,
+    ),
+    # The spool and runs
+    (
+        "SPOOL_URI",
+        "spool",
+        "仅支持 file:// 运行目录地址",
+        "only file:// run folder URIs are supported",
+        False,
+        R,
+    ),
+    (
+        "SPOOL_MISSING",
+        "spool",
+        "运行目录中缺少上一步的文件（请重新运行同步）",
+        "a file of the previous step is missing (run the sync again)",
+        False,
+        R,
+    ),
+    (
+        "SPOOL_CORRUPT",
+        "spool",
+        "运行目录中的文件已损坏或被截断（请重新运行同步）",
+        "a file of the run folder is damaged or truncated (run the sync again)",
+        False,
+        R,
+    ),
+    (
+        "SPOOL_FORMAT",
+        "spool",
+        "运行目录中的文件来自另一版本或缺少字段（请重新运行同步）",
+        "a file of the run folder is of another version or lacks a field (run the sync again)",
+        False,
+        R,
+    ),
+    ("EDGE_BUSY", "run", "另一个同步正在运行这条边", "another sync is running this edge", True, R),
+    ("RUN_FAILED", "run", "运行因意外错误失败", "the run failed with an unexpected error", True, R),
+    # The command line and the demo
+    ("ARGUMENT_INVALID", "cli", "命令参数无效", "a command argument is invalid", False, U),
+    ("FAILED_ID", "cli", "失败传输编号应为 节点:编号", "a failed transfer's id is NODE:NUMBER", False, U),
+    ("FAILED_NOT_FOUND", "cli", "没有这条失败传输", "no such failed transfer", False, U),
+    ("WORKDIR_UNWRITABLE", "cli", "工作目录无法写入", "the working folder cannot be written", False, U),
+    (
+        "WORKDIR_EXISTS",
+        "demo",
+        "工作目录已有演示数据（含用户修改）",
+        "the working folder already holds a demo (with the user's changes)",
+        False,
+        U,
+    ),
+    (
+        "AIRFLOW_DB",
+        "demo",
+        "无法初始化 Airflow 的元数据库",
+        "Airflow's metadata database cannot be set up",
+        False,
+        R,
+    ),
+    ("AIRFLOW_RUN", "demo", "Airflow 运行演示失败", "Airflow failed to run the demo", False, R),
+    ("INTERNAL", "run", "内部错误（程序缺陷）", "an internal error (a bug)", False, ExitCode.INTERNAL),
+)
+
+CATALOGUE: dict[str, ErrorCode] = {
+    code: ErrorCode(code, area, zh, en, retryable, exit_code)
+    for code, area, zh, en, retryable, exit_code in _ENTRIES
+}
+
+
+def lookup(code: str) -> ErrorCode:
+    """The entry for ``code``; an undeclared code (a bug the tests catch) reads as INTERNAL."""
+    return CATALOGUE.get(code) or CATALOGUE["INTERNAL"]
+
+
+class TongbanError(Exception):
+    """Any refusal: a stable code from :data:`CATALOGUE`, messages in Chinese and English, and where.
+
+    ``where`` names the file (and line or field), edge or batch, so a person can go and look.
+    """
+
+    def __init__(self, code: str, message_zh: str, message_en: str, where: str = "") -> None:
+        super().__init__(f"{code}: {message_en}" + (f" ({where})" if where else ""))
+        self.code = code
+        self.message_zh = message_zh
+        self.message_en = message_en
+        self.where = where
+
+    @property
+    def entry(self) -> ErrorCode:
+        return lookup(self.code)
+
+    @property
+    def retryable(self) -> bool:
+        """Whether a retry can help (a system or library down, a busy edge, a race lost)."""
+        return self.entry.retryable
+
+    @property
+    def permanent(self) -> bool:
+        """Bad input, bad signatures, bad config: retrying cannot help."""
+        return not self.entry.retryable
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.entry.exit
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "code": self.code,
+            "message_zh": self.message_zh,
+            "message_en": self.message_en,
+            "where": self.where,
+        }
