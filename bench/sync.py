@@ -59,10 +59,12 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 import schemas
+from connectors.mapping import Mapping
 from schemas.validate import Validator
 from tongban.cli.exchange import initialize
 from tongban.core import engine
 from tongban.core.config import Exchange, load_exchange
+from tongban.core.engine import extraction, loading, runs, sealing, validation
 from tongban.core.store import META_COLUMNS, Library
 from tongban.demo.generate import _LAYOUTS, _local_rows, _write_mapping, population_table
 
@@ -179,10 +181,9 @@ class Target(abc.ABC):
         self.made.append(url)
         return url
 
+    @abc.abstractmethod
     def forget(self, url: str) -> None:
-        lib = engine._LIBRARIES.pop(url, None)
-        if lib is not None:
-            lib.dispose()
+        """Drop a library made by :meth:`fresh` (each sync opens and disposes its own connections)."""
 
     def cleanup(self) -> None:
         for url in self.made:
@@ -204,7 +205,6 @@ class SqliteTarget(Target):
         return Path(sa.make_url(url).database or "")
 
     def forget(self, url: str) -> None:
-        super().forget(url)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.path(url)}{suffix}").unlink(missing_ok=True)
 
@@ -246,7 +246,6 @@ class PostgresTarget(Target):
                 c.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
     def forget(self, url: str) -> None:
-        super().forget(url)
         self.drop(sa.make_url(url).query["options"].split("=", 1)[1])
 
     def cleanup(self) -> None:
@@ -395,18 +394,20 @@ def instrumented(timings: Timings, keep_valid: list[pa.Table] | None) -> Iterato
     sa.event.listen(sa.Engine, "before_cursor_execute", before)
     sa.event.listen(sa.Engine, "after_cursor_execute", after)
     for name in ("extract", "validate", "seal", "load"):
-        patch(engine, name, step(name))
-    patch(engine, "read_sql_incremental", inner_iter("read source (SQLAlchemy rows -> Arrow)"))
-    patch(engine, "_raw", inner("columns as binary (_raw)"))
-    patch(engine.Mapping, "apply", inner("mapping.apply"))
+        patch(runs, name, step(name))
+    patch(extraction, "read_sql_incremental", inner_iter("read source (SQLAlchemy rows -> Arrow)"))
+    patch(extraction, "raw_columns", inner("columns as binary (raw_columns)"))
+    patch(Mapping, "apply", inner("mapping.apply"))
     patch(Validator, "validate", inner("Validator.validate"))
-    patch(engine, "_payloads", inner("reject payloads"))
-    patch(engine, "row_hashes", inner("row_hashes (leaf SHA-256)"))
-    patch(engine, "merkle_root", inner("merkle_root"))
-    patch(engine, "seal_manifest", inner("sign manifest"))
-    patch(engine, "verify", inner("verify manifest + root"))
-    patch(engine, "_with_meta", inner("_with_meta"))
-    patch(engine, "_read_batch", inner("read validated batch"))
+    patch(validation, "_payloads", inner("reject payloads"))
+    row_hashes = inner("row_hashes (leaf SHA-256)")
+    patch(sealing, "row_hashes", row_hashes)
+    patch(loading, "row_hashes", row_hashes)
+    patch(sealing, "merkle_root", inner("merkle_root"))
+    patch(sealing, "seal_manifest", inner("sign manifest"))
+    patch(loading, "verify", inner("verify manifest + root"))
+    patch(loading, "_with_meta", inner("_with_meta"))
+    patch(loading, "read_batch", inner("read validated batch"))
     patch(Library, "load_batch", inner("Library.load_batch (one transaction)"))
     patch(Library, "_apply", inner("  set-based apply (incl. staging)"))
     patch(Library, "_stage", inner("    staging (COPY / executemany)"))
@@ -658,10 +659,12 @@ def step(name, fn):
     return run
 
 
+from tongban.core.engine import runs as steps
 for name in ("extract", "validate", "seal", "load"):
-    setattr(engine, name, step(name, getattr(engine, name)))
+    setattr(steps, name, step(name, getattr(steps, name)))
 ex = load_exchange(config)
-engine.libraries(ex, county).migrate()
+with engine.Libraries(ex) as libs:
+    libs.get(county).migrate()
 threading.Thread(target=sample, daemon=True).start()
 start = time.perf_counter()
 summary = engine.sync_edge(ex, edge) if mode == "sync" else {}

@@ -40,6 +40,8 @@ NAMES = {
     C: "城关区",
 }
 PG_ENV, MYSQL_ENV = "TONGBAN_TEST_POSTGRES_URL", "TONGBAN_TEST_MYSQL_URL"
+#: Every world's libraries, so a server schema's fixture can close their connections before dropping it.
+_OPEN: list[engine.Libraries] = []
 
 #: The county registers' local columns, in order, and what they map to.
 LOCAL_COLUMNS = {
@@ -184,6 +186,11 @@ class World:
     ex: Exchange
     registers: dict[str, Register] = field(default_factory=dict)
     drops: dict[str, Path] = field(default_factory=dict)
+    libs: engine.Libraries = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.libs = engine.Libraries(self.ex)
+        _OPEN.append(self.libs)
 
     def edge(self, source: str, target: str, dataset: str = "population") -> str:
         return f"{dataset}.{source}.{target}"
@@ -192,10 +199,10 @@ class World:
         return self.edge(f"gongan-{county}", county)
 
     def lib(self, node: str) -> Library:
-        return engine.libraries(self.ex, node)
+        return self.libs.get(node)
 
     def sync(self, edge_id: str, **kw: Any) -> dict[str, Any]:
-        return engine.sync_edge(self.ex, edge_id, **kw)
+        return engine.sync_edge(self.ex, edge_id, libs=self.libs, **kw)
 
     def sync_all(self) -> dict[str, dict[str, Any]]:
         """Every edge once, sources before their targets (the config's edge order)."""
@@ -203,6 +210,9 @@ class World:
 
     def reload(self) -> Exchange:
         self.ex = load_exchange(self.root / "exchange.yaml")
+        self.libs.dispose()
+        self.libs = engine.Libraries(self.ex)
+        _OPEN.append(self.libs)
         return self.ex
 
 
@@ -259,9 +269,9 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
 
     Every county gets a SQLite register (``gongan-<county>``) unless left out of ``registers``;
     counties in ``drop`` also get a drop folder (``drop-<county>``, ``*.csv``, canonical columns).
-    The engine's cached libraries of the test are disposed afterwards.
+    The worlds' libraries are disposed afterwards.
     """
-    before = set(engine._LIBRARIES)
+    worlds: list[World] = []
     made = 0
 
     def build(
@@ -312,11 +322,13 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
         )
         ex = load_exchange(path)
         initialize(ex)
-        return World(root, ex, regs, drops)
+        world = World(root, ex, regs, drops)
+        worlds.append(world)
+        return world
 
     yield build
-    for url in set(engine._LIBRARIES) - before:
-        engine._LIBRARIES.pop(url).dispose()
+    for world in worlds:
+        world.libs.dispose()
 
 
 def _server_url(env: str, label: str) -> str:
@@ -338,8 +350,10 @@ def pg_url() -> Iterator[str]:
     try:
         yield url.render_as_string(hide_password=False)
     finally:
-        for lib in [lib for u, lib in engine._LIBRARIES.items() if schema in u]:
-            lib.dispose()
+        for libs in _OPEN:
+            for lib in libs.opened():
+                if schema in lib.url:
+                    lib.dispose()
         with admin.begin() as conn:
             conn.execute(sa.text(f"drop schema if exists {schema} cascade"))
         admin.dispose()

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from tongban.cli import main
 from tongban.core import engine
-from tongban.core.engine import SyncError, spool
+from tongban.core.engine import SyncError, runs, spool
 
 P = "population"
 
@@ -93,14 +93,14 @@ def test_spool_and_libraries_are_private(make_world: Any, h: Any, monkeypatch: p
     w = make_world({h.A: h.QINGHAI})
     w.registers[h.A].put(h.people(h.A, 5))
     seen: list[tuple[Path, int]] = []
-    original = engine.seal
+    original = runs.seal
 
     def spy(ex: Any, run_uri: str, **kw: Any) -> str:  # look at the run folder while it holds rows
         run = engine.path_of(run_uri)
         seen.extend((p, stat.S_IMODE(p.stat().st_mode)) for p in [run, *run.iterdir()])
         return original(ex, run_uri, **kw)
 
-    monkeypatch.setattr(engine, "seal", spy)
+    monkeypatch.setattr(runs, "seal", spy)
     w.sync(w.system_edge(h.A))
     assert any(p.suffix == ".arrow" for p, _ in seen) and any(p.suffix == ".jsonl" for p, _ in seen)
     for path, mode in seen:
@@ -261,16 +261,16 @@ def test_a_writer_appending_to_a_drop_file_across_syncs_loses_nothing(
     path = folder / "czrk.csv"
     path.write_text(h.csv_text(first), encoding="utf-8")
     edge = w.edge(f"drop-{h.A}", h.A)
-    original = engine.seal
+    original = runs.seal
 
     def writer_appends(ex: Any, run_uri: str, **kw: Any) -> str:  # between the read and the commit
         with path.open("a", encoding="utf-8") as fh:
             fh.write(h.csv_text(more).split("\n", 1)[1])
         return original(ex, run_uri, **kw)
 
-    monkeypatch.setattr(engine, "seal", writer_appends)
+    monkeypatch.setattr(runs, "seal", writer_appends)
     summary = w.sync(edge)
-    monkeypatch.setattr(engine, "seal", original)
+    monkeypatch.setattr(runs, "seal", original)
     assert summary["inserted"] == 100 and summary["archived"] == 0
     assert summary["left"] == [{"file": "czrk.csv", "why": "changed since it was read"}]
     assert path.exists()  # not archived mid-write

@@ -55,10 +55,10 @@ def initialize(ex: Any) -> dict[str, Any]:
     keys = KeyStore(ex.keys_dir)
     before = set(keys.nodes())
     libraries = []
-    for code in ex.nodes:
-        lib = engine.libraries(ex, code)
-        lib.migrate()
-        libraries.append(code)
+    with engine.Libraries(ex) as libs:
+        for code in ex.nodes:
+            libs.get(code).migrate()
+            libraries.append(code)
     init_trust(keys, list(ex.nodes), ex.trust_root, ex.trust_list)
     return {
         "config": str(ex.path),
@@ -280,10 +280,11 @@ def _failure_libraries(ex: Any, node: str | None) -> list[tuple[str, Any]]:
     from tongban.core import engine
 
     codes = [node] if node else list(ex.nodes)
+    libs = engine.Libraries(ex)
     out = []
     for code in codes:
         ex.node(code)
-        lib = engine.libraries(ex, code)
+        lib = libs.get(code)
         lib.migrate()
         out.append((code, lib))
     return out
@@ -431,9 +432,7 @@ def cmd_keys(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             from tongban.core import engine
             from tongban.core.repair import repair_key
 
-            report = repair_key(
-                ex, args.target, lambda code: engine.libraries(ex, code), dry_run=args.dry_run
-            )
+            report = repair_key(ex, args.target, engine.Libraries(ex).get, dry_run=args.dry_run)
             if args.json:
                 _json_line(out, report)
             else:

@@ -123,10 +123,11 @@ def check_planted(ex: Any, manifest: dict[str, Any]) -> dict[str, int]:
 
     totals = {"planted": 0, "found": 0, "missed": 0, "unexpected": 0}
     found: dict[tuple[str, str], dict[object, set[str]]] = {}
+    libs = engine.Libraries(ex)
     for code, node in ex.nodes.items():
         if node.level != "county":
             continue
-        for row in engine.libraries(ex, code).failures(kind="row", state=None):
+        for row in libs.get(code).failures(kind="row", state=None):
             edge = ex.edge(row["edge"])
             if edge.source_kind != "system" or not row["where"]:
                 continue

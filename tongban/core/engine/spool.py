@@ -109,9 +109,8 @@ def corrupt(path: Path, exc: BaseException) -> SpoolError:
     )
 
 
-def finish(run: Path, summary: dict[str, Any], dumps: Any = None) -> None:
+def finish(run: Path) -> None:
     """A committed run keeps only its summary; the edge keeps the newest :data:`KEEP_RUNS` of them."""
-    write_json(run / SUMMARY, summary, dumps)
     for item in run.iterdir():
         if item.name == SUMMARY:
             continue

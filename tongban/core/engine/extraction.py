@@ -1,0 +1,254 @@
+"""Step 1, extract: read what changed at the edge's source since its cursor into Arrow IPC parts.
+
+A local SQL system is read by ``(cursor column, key)`` with a lookback window (its clock is not ours);
+a drop folder's settled files one part each (a file that changes while it is read is left for a later
+run, one that cannot be read is quarantined); a child library exactly by its load sequence number
+``(_seq, key)``. Every column is kept as raw bytes for the contract to read.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+import schemas
+from connectors.dropfolder import DropFile, pending_files, quarantine
+from connectors.files import read_file
+from connectors.sql import Cursor, read_sql_incremental
+from schemas.errors import TongbanError
+from tongban.core.config import Exchange
+from tongban.core.engine import spool
+from tongban.core.engine.arrowio import PartWriter, raw_columns
+from tongban.core.engine.base import STEP_LOCK_WAIT, ResolveConn, check, uri
+from tongban.core.engine.interrupt import CancelToken
+from tongban.core.engine.libraries import Libraries, using
+from tongban.core.engine.plan import Plan, local_key, plan_for
+from tongban.core.engine.records import (
+    ExtractPart,
+    ExtractRecord,
+    LeftFile,
+    QuarantinedFile,
+    RunRecord,
+    write,
+)
+from tongban.core.store import SEQ, Library
+
+__all__ = ["drop_of", "extract", "quarantine_file"]
+
+
+def extract(
+    ex: Exchange,
+    edge_id: str,
+    *,
+    run_id: str | None = None,
+    full: bool = False,
+    resolve_conn: ResolveConn = None,
+    on_rows: Callable[[int], None] | None = None,
+    cancel: CancelToken | None = None,
+    lock_wait: float = STEP_LOCK_WAIT,
+    libs: Libraries | None = None,
+) -> str:
+    """Read what changed at the edge's source since its cursor; returns the run folder's URI."""
+    plan = plan_for(ex, edge_id)
+    with spool.edge_lock(ex.spool, plan.edge.id, wait=lock_wait), using(ex, libs, resolve_conn) as libs:
+        run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        run = ex.spool / plan.edge.id / run_id
+        try:
+            return _extract(ex, plan, run, full=full, libs=libs, on_rows=on_rows, cancel=cancel)
+        except BaseException:
+            spool.discard(run)  # nothing of a failed or interrupted extract is ever read
+            raise
+
+
+def _extract(
+    ex: Exchange,
+    plan: Plan,
+    run: Path,
+    *,
+    full: bool,
+    libs: Libraries,
+    on_rows: Callable[[int], None] | None,
+    cancel: CancelToken | None,
+) -> str:
+    edge = plan.edge
+    spec = schemas.get(plan.dataset)
+    resolve_conn = libs.resolve_conn
+    target = libs.get(edge.target)
+    target.migrate()
+    started = time.time()
+    if run.exists():
+        shutil.rmtree(run)  # a retried extract starts over
+    spool.private_dir(run)
+    state = None if full else target.state(edge.id)
+    after = Cursor.from_json(state["cursor"]) if state and state.get("cursor") else None
+    if edge.source_kind == "node" and after is not None and not isinstance(after.value, int):
+        after = None  # a cursor from before load sequence numbers: read the child whole, once
+    parts: list[ExtractPart] = []
+    quarantined: list[QuarantinedFile] = []
+    left: list[LeftFile] = []
+    total = 0
+
+    def write_part(batches: Iterator[tuple[pa.RecordBatch, Cursor | None]]) -> None:
+        nonlocal total
+        name = f"extract-{len(parts) + 1:04d}.arrow"
+        writer = PartWriter(run / name)
+        try:
+            for batch, cur in batches:
+                check(cancel)
+                writer.write(batch, cur.to_json() if cur else None)
+                total += batch.num_rows
+                if on_rows:
+                    on_rows(batch.num_rows)
+        finally:
+            writer.close()
+        if writer.batches:
+            parts.append(ExtractPart(name, None, None, writer.batches))
+
+    if edge.source_kind == "system":
+        system = ex.systems[edge.source]
+        if system.kind == "sql":
+            mapping = system.mapping
+            stream = read_sql_incremental(
+                ex.system_url(system.name, resolve_conn),
+                table=system.table or mapping.table if not (system.query or mapping.query) else None,
+                query=system.query or mapping.query,
+                cursor_column=system.cursor,
+                key_column=local_key(mapping, spec.key),
+                after=after,
+                lookback_seconds=0 if full else ex.lookback_seconds,
+                batch_size=ex.batch_size,
+            )
+            write_part((raw_columns(b), c) for b, c in stream)
+        else:
+            assert system.folder is not None
+            drops = pending_files(
+                system.folder, pattern=system.pattern or "*", settle_seconds=system.settle_seconds
+            )
+            for drop in drops:
+                check(cancel)
+                part = _extract_file(ex, plan, target, run, drop, len(parts) + 1, quarantined, left, cancel)
+                if part is not None:
+                    parts.append(part)
+                    n = sum(b.rows for b in part.batches)
+                    total += n
+                    if on_rows:
+                        on_rows(n)
+    else:
+        libs.get(edge.source).migrate()
+        keep = {*spec.names, "_owner"}
+        # Exact: the child numbers its loads in commit order, so nothing is missed or sent twice.
+        stream = read_sql_incremental(
+            ex.library_url(edge.source, resolve_conn),
+            table=plan.dataset,
+            cursor_column=SEQ,
+            key_column=spec.key,
+            after=after,
+            lookback_seconds=0,
+            batch_size=ex.batch_size,
+        )
+        write_part((raw_columns(b, keep), c) for b, c in stream)
+
+    write(
+        run / "run.json",
+        RunRecord(
+            edge=edge.id,
+            dataset=plan.dataset,
+            source=edge.source,
+            source_kind=edge.source_kind,
+            target=edge.target,
+            run_id=run.name,
+            started_at=datetime.fromtimestamp(started, UTC).isoformat(),
+            started_epoch=started,
+            full=full,
+            cursor_from=after.to_json() if after else None,
+        ),
+    )
+    write(run / "extract.json", ExtractRecord(total, parts, quarantined, left))
+    return uri(run)
+
+
+def drop_of(origin: str, fingerprint: dict | None) -> DropFile | None:
+    """The drop file a part was read from, as it was when read."""
+    return DropFile.from_dict(origin, fingerprint) if fingerprint else None
+
+
+def _extract_file(
+    ex: Exchange,
+    plan: Plan,
+    target: Library,
+    run: Path,
+    drop: DropFile,
+    number: int,
+    quarantined: list[QuarantinedFile],
+    left: list[LeftFile],
+    cancel: CancelToken | None,
+) -> ExtractPart | None:
+    """One settled drop file read whole into a part, or quarantined, or left for a later run."""
+    system = ex.systems[plan.edge.source]
+    name = f"extract-{number:04d}.arrow"
+    writer = PartWriter(run / name)
+    problem: TongbanError | None = None
+    try:
+        # The whole file is read before it joins the run, so a truncated file adds no rows.
+        try:
+            for b in read_file(drop.path, batch_size=ex.batch_size, encoding=system.mapping.encoding):
+                check(cancel)
+                writer.write(raw_columns(b), None)
+        finally:
+            writer.close()
+    except TongbanError as exc:
+        problem = exc
+    except Exception as exc:  # whatever else a hostile file does to a reader (RecursionError too)
+        problem = TongbanError(
+            "FILE_MALFORMED",
+            f"文件无法读取：{type(exc).__name__}",
+            f"the file cannot be read: {type(exc).__name__}",
+            str(drop.path),
+        )
+    if not drop.unchanged():
+        # Written to while we read it: neither loaded nor quarantined; a later run reads it whole.
+        (run / name).unlink(missing_ok=True)
+        left.append(LeftFile(str(drop.path), "changed while it was read"))
+        return None
+    if problem is not None:
+        (run / name).unlink(missing_ok=True)
+        if not quarantine_file(target, plan, drop, problem, quarantined):
+            left.append(LeftFile(str(drop.path), "changed while it was read"))
+        return None
+    if not writer.batches:  # an empty drop file: nothing to load, archived after the run commits
+        (run / name).unlink(missing_ok=True)
+        return ExtractPart(None, str(drop.path), drop.as_dict(), [])
+    return ExtractPart(name, str(drop.path), drop.as_dict(), writer.batches)
+
+
+def quarantine_file(
+    target: Library, plan: Plan, drop: DropFile, exc: TongbanError, quarantined: list[QuarantinedFile]
+) -> bool:
+    """Move a bad drop file to ``failed/`` and keep it as a failed transfer; the rest goes on.
+
+    False when the file changed since it was read (a writer is at it): it stays for a later run.
+    """
+    assert plan.folder is not None
+    digest = drop.sha256  # (read before the file moves)
+    moved = quarantine(drop.path, plan.folder, exc.code, expect=drop)
+    if moved is None:
+        return False
+    target.record_failure(
+        kind="file",
+        edge=plan.edge.id,
+        dataset=plan.dataset,
+        source=plan.edge.source,
+        codes=[exc.code],
+        message_zh=exc.message_zh,
+        message_en=exc.message_en,
+        where=exc.where,
+        payload={"file": str(moved), "name": drop.path.name, "sha256": digest},
+    )
+    quarantined.append(QuarantinedFile(str(drop.path), str(moved), exc.code))
+    return True

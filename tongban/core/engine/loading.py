@@ -1,0 +1,298 @@
+"""Step 4, load: verify every sealed batch and apply it to the target library, one transaction each.
+
+A batch is checked for its key, its signature and what the signature is bound to (the edge's own
+signer, edge, target and dataset, and rows owned by the signer or a node below it), then its chain and
+root; one that fails is refused whole, kept as a failed transfer, and the run stops. A loaded drop
+file is archived only if it is still the file that was read. Once the run has committed its folder
+keeps only the summary.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+import schemas
+from connectors.dropfolder import archive
+from schemas.errors import TongbanError
+from tongban.core.config import Exchange
+from tongban.core.engine import spool
+from tongban.core.engine.arrowio import hex_column, read_batch
+from tongban.core.engine.base import STEP_LOCK_WAIT, ResolveConn, check, now, path_of
+from tongban.core.engine.extraction import drop_of
+from tongban.core.engine.interrupt import CancelToken
+from tongban.core.engine.libraries import Libraries, using
+from tongban.core.engine.plan import Plan, plan_for
+from tongban.core.engine.records import (
+    ExtractRecord,
+    LeftFile,
+    LoadSummary,
+    RunRecord,
+    SealRecord,
+    ValidateRecord,
+    read,
+    write,
+)
+from tongban.core.engine.sealing import hash_columns
+from tongban.core.errors import SyncError
+from tongban.core.store import FailedRow, Library, StoreError
+from tongban.core.trust import TrustList
+from tongban.core.trust.manifest import Manifest, ManifestError, schema_fingerprint, verify
+from tongban.core.trust.merkle import row_hashes
+
+__all__ = ["load"]
+
+_COUNTERS = ("batches", "rows", "inserted", "updated", "unchanged", "stale", "conflicts", "rejected")
+
+
+def load(
+    ex: Exchange,
+    run_uri: str,
+    *,
+    resolve_conn: ResolveConn = None,
+    keep_files: bool = False,
+    cancel: CancelToken | None = None,
+    lock_wait: float = STEP_LOCK_WAIT,
+    libs: Libraries | None = None,
+) -> dict[str, Any]:
+    """Verify and apply every sealed batch of the run; returns the run's summary.
+
+    A batch that fails verification is recorded as a failed transfer and stops the run
+    (SyncError); batches loaded before it stay loaded. Once the run has committed, its folder keeps
+    only the summary (``keep_files`` keeps the step files, for tests and benchmarks).
+    """
+    run = path_of(run_uri)
+    meta = read(run / "run.json", RunRecord)
+    plan = plan_for(ex, meta.edge)
+    with spool.edge_lock(ex.spool, plan.edge.id, wait=lock_wait), using(ex, libs, resolve_conn) as libs:
+        summary = _load(ex, plan, run, meta, lib=libs.get(plan.edge.target), cancel=cancel)
+        write(run / spool.SUMMARY, summary)
+        if not keep_files:
+            spool.finish(run)
+        spool.abandon_older(run.parent, keep=run.name, started=meta.started_epoch)
+    return summary.as_dict()
+
+
+def _load(
+    ex: Exchange,
+    plan: Plan,
+    run: Path,
+    meta: RunRecord,
+    *,
+    lib: Library,
+    cancel: CancelToken | None,
+) -> LoadSummary:
+    edge = plan.edge
+    spec = schemas.get(plan.dataset)
+    extracted = read(run / "extract.json", ExtractRecord)
+    validated = read(run / "validate.json", ValidateRecord)
+    sealed = read(run / "sealed.json", SealRecord).manifests
+    trust = TrustList.load(ex.trust_list)
+    cols = hash_columns(plan.dataset)
+    schema_id = schema_fingerprint(spec.schema)
+    totals = dict.fromkeys((*_COUNTERS, "duplicates"), 0)
+    by_part: dict[int, list[Any]] = {}
+    for entry in sealed:
+        by_part.setdefault(entry.part, []).append(entry)
+
+    def prepare(item: tuple[int, Any]) -> tuple[Manifest, pa.Table, np.ndarray]:
+        p, entry = item
+        manifest = Manifest.from_json(json.dumps(entry.manifest))
+        file = validated.parts[p].file
+        assert file is not None
+        table = pa.Table.from_batches([read_batch(run / file, entry.batch)])
+        return manifest, table, row_hashes(table, cols)
+
+    # The next batch is read and hashed on a worker thread while the current one is written.
+    items = [(p, entry) for p in range(len(validated.parts)) for entry in by_part.get(p, [])]
+    prepared = _prefetched(items, prepare)
+    archived = 0
+    left = [*extracted.left, *validated.left]
+    for p, part in enumerate(validated.parts):
+        entries = by_part.get(p, [])
+        rejects = _rejects(run, part.rejects) if entries else {}
+        for entry in entries:
+            check(cancel)  # between batches: each batch's transaction is whole or absent
+            manifest, table, leaves = next(prepared)
+            if lib.loaded(manifest.batch_id):
+                totals["duplicates"] += 1
+                continue
+            state = lib.state(edge.id)
+            try:
+                verify(
+                    manifest,
+                    trust,
+                    expected_prev=state["last_manifest_hash"] if state else "",
+                    leaves=leaves,
+                    rows=table.num_rows,
+                    schema=schema_id,
+                    signer=plan.signer,
+                    edge=edge.id,
+                    target=edge.target,
+                    dataset=plan.dataset,
+                )
+                problem = _owner_problem(ex, plan, manifest, table)
+                if problem is not None:
+                    raise problem
+            except ManifestError as exc:
+                _reject_batch(lib, plan, manifest, exc)
+                raise SyncError(
+                    exc.code, exc.message_zh, exc.message_en, f"{edge.id} batch {manifest.batch_id[:12]}"
+                ) from None
+            rows = _with_meta(
+                table,
+                spec.names,
+                leaves,
+                manifest.batch_id,
+                manifest.source if edge.source_kind == "node" else edge.source,
+            )
+            try:
+                result = lib.load_batch(
+                    edge=edge.id,
+                    dataset=plan.dataset,
+                    source=edge.source,
+                    manifest_json=manifest.to_json(),
+                    manifest_hash=manifest.hash,
+                    batch_id=manifest.batch_id,
+                    prev_hash=manifest.prev_hash,
+                    rows=rows,
+                    rejected=rejects.get(entry.batch, []),
+                    cursor=manifest.cursor_to,
+                )
+            except StoreError as exc:
+                raise SyncError(exc.code, exc.message_zh, exc.message_en, exc.where) from None
+            totals["batches"] += 1
+            for k in _COUNTERS[1:]:
+                totals[k] += getattr(result, k)
+        if (
+            part.origin
+            and edge.source_kind == "system"
+            and plan.folder is not None
+            and Path(part.origin).exists()
+        ):
+            # Archived only if it is still the file that was read: a writer that appended since
+            # gets the whole file read again by the next run (the rows already loaded are no-ops).
+            if archive(Path(part.origin), plan.folder, expect=drop_of(part.origin, part.fingerprint)) is None:
+                left.append(LeftFile(part.origin, "changed since it was read"))
+            else:
+                archived += 1
+    if not sealed:
+        lib.note_success(edge.id, plan.dataset, edge.source)
+    return LoadSummary(
+        edge=meta.edge,
+        dataset=meta.dataset,
+        source=meta.source,
+        source_kind=meta.source_kind,
+        target=meta.target,
+        run_id=meta.run_id,
+        started_at=meta.started_at,
+        full=meta.full,
+        **totals,
+        quarantined=[
+            {"file": Path(q.file).name, "code": q.code}
+            for q in (*extracted.quarantined, *validated.quarantined)
+        ],
+        left=[{"file": Path(f.file).name, "why": f.why} for f in left],
+        archived=archived,
+        finished_at=now().isoformat(),
+    )
+
+
+def _rejects(run: Path, name: str | None) -> dict[int, list[FailedRow]]:
+    """The rejected rows of a part, by batch (SPOOL_MISSING / SPOOL_CORRUPT when the file is bad)."""
+    out: dict[int, list[FailedRow]] = {}
+    if not name:
+        return out
+    path = run / name
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                r = json.loads(line)
+                out.setdefault(r["batch"], []).append(
+                    FailedRow(
+                        r["row"], r["key"], r["codes"], r["zh"], r["en"], r["payload"], r.get("where", "")
+                    )
+                )
+    except FileNotFoundError:
+        raise spool.SpoolError(
+            "SPOOL_MISSING",
+            "运行目录中缺少被拒绝行的文件：请重新运行同步",
+            "the rejected rows' file is missing from the run folder: run the sync again",
+            str(path),
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise spool.corrupt(path, exc) from None
+    return out
+
+
+def _owner_problem(ex: Exchange, plan: Plan, manifest: Manifest, table: pa.Table) -> ManifestError | None:
+    """BATCH_OWNER when a row is owned by neither the signer nor a node below it in the topology.
+
+    A county sends only its own records; a province forwards its counties' (and its own). Migration
+    does not change this: the new owner's row is the new owner's, the old owner's release its own.
+    """
+    allowed = ex.below(plan.signer)
+    owners = set(pc.unique(table.column("_owner")).to_pylist())
+    foreign = sorted(str(o) for o in owners if o not in allowed)
+    if not foreign:
+        return None
+    shown = ", ".join(foreign[:5]) + (" …" if len(foreign) > 5 else "")
+    return ManifestError(
+        "BATCH_OWNER",
+        f"批次含有不属于签名节点 {plan.signer} 及其下级节点的记录（所有者 {shown}），整批拒绝",
+        f"the batch holds records owned by {shown}, neither the signer {plan.signer} nor a node below it; "
+        "the whole batch is refused",
+        f"{manifest.edge} batch {manifest.batch_id}",
+    )
+
+
+def _prefetched(items: list[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
+    """``fn`` of each item in order, computing the next one on a worker thread meanwhile."""
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(fn, items[0])
+        for i in range(len(items)):
+            current = pending.result()
+            if i + 1 < len(items):
+                pending = pool.submit(fn, items[i + 1])
+            yield current
+
+
+def _with_meta(table: pa.Table, names: list[str], leaves: np.ndarray, batch_id: str, source: str) -> pa.Table:
+    n = table.num_rows
+    stamp = pa.scalar(now(), pa.timestamp("us", tz="UTC"))
+    return pa.table(
+        {
+            **{name: table.column(name) for name in names},
+            "_owner": table.column("_owner"),
+            "_hash": hex_column(leaves),
+            "_batch": pa.repeat(pa.scalar(batch_id, pa.string()), n),
+            "_leaf": pa.array(np.arange(n, dtype=np.int32)),
+            "_source": pa.repeat(pa.scalar(source, pa.string()), n),
+            "_flags": table.column("_flags"),
+            "_synced_at": pa.repeat(stamp, n),  # restamped inside the load's transaction
+        }
+    )
+
+
+def _reject_batch(lib: Library, plan: Plan, manifest: Manifest, exc: TongbanError) -> None:
+    lib.record_failure(
+        kind="batch",
+        edge=plan.edge.id,
+        dataset=plan.dataset,
+        source=plan.edge.source,
+        codes=[exc.code],
+        message_zh=exc.message_zh,
+        message_en=exc.message_en,
+        where=exc.where,
+        batch_id=manifest.batch_id,
+        payload={"manifest": json.loads(manifest.to_json())},
+    )

@@ -1,0 +1,80 @@
+"""Step 3, seal: hash every accepted row, build each batch's Merkle root and sign its manifest with the
+sealing node's key, chained to the edge's last loaded manifest."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+import schemas
+from tongban.core.config import Exchange
+from tongban.core.engine import spool
+from tongban.core.engine.arrowio import read_batches
+from tongban.core.engine.base import STEP_LOCK_WAIT, ResolveConn, check, path_of, uri
+from tongban.core.engine.interrupt import CancelToken
+from tongban.core.engine.libraries import Libraries, using
+from tongban.core.engine.plan import plan_for
+from tongban.core.engine.records import RunRecord, SealedBatch, SealRecord, ValidateRecord, read, write
+from tongban.core.trust import KeyStore
+from tongban.core.trust.manifest import schema_fingerprint
+from tongban.core.trust.manifest import seal as seal_manifest
+from tongban.core.trust.merkle import merkle_root, row_hashes
+
+__all__ = ["hash_columns", "seal"]
+
+
+def hash_columns(dataset: str) -> list[str]:
+    """The columns a row's leaf hash covers: every field of the dataset, then its owner."""
+    return [*schemas.get(dataset).names, "_owner"]
+
+
+def seal(
+    ex: Exchange,
+    run_uri: str,
+    *,
+    resolve_conn: ResolveConn = None,
+    cancel: CancelToken | None = None,
+    lock_wait: float = STEP_LOCK_WAIT,
+    libs: Libraries | None = None,
+) -> str:
+    """Sign one manifest per validated batch, chained to the edge's last loaded manifest."""
+    run = path_of(run_uri)
+    meta = read(run / "run.json", RunRecord)
+    plan = plan_for(ex, meta.edge)
+    with spool.edge_lock(ex.spool, plan.edge.id, wait=lock_wait), using(ex, libs, resolve_conn) as libs:
+        validated = read(run / "validate.json", ValidateRecord)
+        key_id, private = KeyStore(ex.keys_dir).signer(plan.signer)
+        state = libs.get(plan.edge.target).state(plan.edge.id)
+        prev = state["last_manifest_hash"] if state else ""
+        cursor_from = meta.cursor_from
+        cols = hash_columns(plan.dataset)
+        schema_id = schema_fingerprint(schemas.get(plan.dataset).schema)
+        sealed: list[SealedBatch] = []
+        for p, part in enumerate(validated.parts):
+            if part.file is None:
+                continue
+            for j, batch in enumerate(read_batches(run / part.file)):
+                check(cancel)
+                leaves = row_hashes(pa.Table.from_batches([batch]), cols)
+                cursor_to = part.batches[j].cursor
+                manifest = seal_manifest(
+                    dataset=plan.dataset,
+                    edge=plan.edge.id,
+                    source=plan.signer,
+                    target=plan.edge.target,
+                    cursor_from=cursor_from,
+                    cursor_to=cursor_to,
+                    rows=batch.num_rows,
+                    rejected=part.batches[j].rejected,
+                    merkle_root=merkle_root(leaves).hex(),
+                    prev_hash=prev,
+                    schema=schema_id,
+                    key_id=key_id,
+                    private_key=private,
+                )
+                sealed.append(SealedBatch(p, j, json.loads(manifest.to_json())))
+                prev = manifest.hash
+                cursor_from = cursor_to if cursor_to is not None else cursor_from
+        write(run / "sealed.json", SealRecord(sealed))
+    return uri(run)
