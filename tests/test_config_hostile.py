@@ -213,7 +213,7 @@ def test_deep_inline_mapping_refused_at_its_line(tmp_path: Path) -> None:
 
 def test_recursion_elsewhere_is_a_coded_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Should anything recursive still overflow (here: a depth bound set too high), it is coded, not INTERNAL.
-    monkeypatch.setattr(config_module, "CONFIG_MAX_DEPTH", 10**9)
+    monkeypatch.setattr(config_module.reader, "CONFIG_MAX_DEPTH", 10**9)  # the bound the reader reads
     monkeypatch.setattr(mapping_module, "MAPPING_MAX_DEPTH", 10**9)
     text = _with_inline_values("        status: " + "[" * 5000 + "]" * 5000 + "\n")
     config = _write(tmp_path / "exchange.yaml", text)
