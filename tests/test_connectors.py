@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import schemas
 from connectors import files
 from connectors.errors import ExtractError
 from connectors.files import read_file
@@ -163,6 +164,30 @@ def test_mapping_errors_name_file_line_and_field(tmp_path: Path, text, code, lin
     if line is not None:
         assert err.where == f"{path}:{line}"
     assert word in err.message_en and word in err.message_zh
+
+
+def test_mapping_code_table_is_checked_against_the_code_list(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "dataset: population\nvalues:\n  gender: {男: '1', 女: '2'}\n  status:\n"
+        "    '10': normal\n    '21': Moved_Out\n  moved_to: {x: '630104'}\n",
+        encoding="utf-8",
+    )
+    mapping = load_mapping(path)  # a mapping read alone is not tied to a dataset's code lists
+    with pytest.raises(ExtractError) as info:
+        mapping.check_dataset(schemas.get("population"))
+    err = info.value
+    assert (err.code, err.where) == ("MAPPING_VALUE", f"{path}:6")
+    assert "local code '21' maps to 'Moved_Out'" in err.message_en
+    assert "did you mean 'moved_out'" in err.message_en and "normal, moved_out, deceased" in err.message_en
+    assert "values.status" in err.message_zh and "moved_out" in err.message_zh
+    # Codes of a field without a closed list (moved_to), or blank (no value), are not checked here.
+    Mapping(values={"status": {"99": " "}, "moved_to": {"x": "y"}}).check_dataset(schemas.get("population"))
+    long = Mapping(values={"ethnicity": {"汉": "1", "藏": "x4"}}, source="e.yaml")
+    with pytest.raises(ExtractError) as info:
+        long.check_dataset(schemas.get("population"))
+    assert "did you mean '01'" in info.value.message_en and ", ...)" in info.value.message_en
+    assert info.value.where == "e.yaml"
 
 
 def test_missing_mapping_file(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ def _system_mapping(sec: _Section, dataset: str) -> Mapping:
             "CONFIG_DATASET",
         )
     try:
-        mapping.check_fields(schemas.DATASETS[dataset].names)
+        mapping.check_dataset(schemas.DATASETS[dataset])
     except TongbanError as exc:
         raise _reraised(exc, field, exc.where) from None
     return mapping
