@@ -46,6 +46,50 @@ def test_csv_header_with_bom_and_gb18030(tmp_path: Path) -> None:
     assert table.column("名称").cast(pa.string()).to_pylist() == ["通渭县某某商店"]
 
 
+GBK_ROW = "张三,110105194912310021\n".encode("gbk")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "encoding", "line", "hint"),
+    [
+        ("header.csv", "姓名,身份证号\n".encode("gbk") + GBK_ROW, "utf-8", 1, "set `encoding: gb18030`"),
+        ("body.csv", b"xm,sfzh\n" + b"a,1\n" * 3 + GBK_ROW, "ascii", 5, "set `encoding: gb18030`"),
+        (
+            "cut.csv",
+            b"xm,sfzh\n" + GBK_ROW + b"\x81\x20,1\n",
+            "gb18030",
+            3,
+            "mapping's encoding is the file's",
+        ),
+        (
+            "rows.jsonl",
+            b'{"a": 1}\n' + '{"xm": "张三"}\n'.encode("gbk"),
+            "utf-8",
+            2,
+            "set `encoding: gb18030`",
+        ),
+    ],
+    ids=["gbk-csv-header", "csv-body", "gb18030-csv-cut", "gbk-jsonl"],
+)
+def test_text_not_in_the_declared_encoding_says_how_to_declare_it(
+    tmp_path: Path, name: str, content: bytes, encoding: str, line: int, hint: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ExtractError) as info:
+        list(read_file(path, encoding=encoding))
+    err = info.value
+    assert (err.code, err.where) == ("FILE_ENCODING", f"{path}:{line}")
+    assert hint in err.message_en and f"{encoding} text" in err.message_en
+    assert "gb18030" in err.message_zh or "encoding" in err.message_zh
+    # Never the row's content (personal data), raw or misread.
+    shown = json.dumps(err.as_dict(), ensure_ascii=False)
+    assert not any(s in shown for s in ("张三", "110105194912310021", "\\x", "0x", "Õ"))
+    if encoding != "gb18030":  # declared as the hint says, the file reads
+        values = [v for row in _rows(read_file(path, encoding="gb18030")) for v in row.values()]
+        assert "张三" in values or "张三".encode() in values
+
+
 @pytest.mark.parametrize(
     ("name", "content", "code"),
     [
