@@ -49,7 +49,14 @@ from schemas.standards.arrays import CAST_ERRORS
 if TYPE_CHECKING:
     from schemas.contract import Dataset
 
-__all__ = ["MAPPING_MAX_BYTES", "MAPPING_MAX_DEPTH", "MAPPING_MAX_NODES", "Mapping", "load_mapping"]
+__all__ = [
+    "MAPPING_MAX_BYTES",
+    "MAPPING_MAX_DEPTH",
+    "MAPPING_MAX_NODES",
+    "Mapping",
+    "load_mapping",
+    "read_mapping",
+]
 
 #: Bounds on a mapping file. Real ones are a few hundred nodes and three levels deep (values: field:
 #: codes); a code table of thousands of entries fits many times over.
@@ -257,6 +264,21 @@ def load_mapping(path: str | Path) -> Mapping:
         raise ExtractError(
             "MAPPING_UNREADABLE", "无法读取映射文件", f"cannot read mapping file: {exc}", where
         ) from None
+    return _read(text, where)
+
+
+def read_mapping(text: str, where: str) -> Mapping:
+    """Check a mapping given as text (one written inline in ``exchange.yaml``) exactly as
+    :func:`load_mapping` checks a file holding it: the same bounds (its size as UTF-8 included), the
+    same errors, ``where`` naming it and its lines counted from the first line of ``text``."""
+    size = len(text.encode("utf-8"))
+    if size > MAPPING_MAX_BYTES:
+        zh, en = FileTooLarge(size, MAPPING_MAX_BYTES).describe()
+        raise ExtractError("MAPPING_TOO_LARGE", f"映射文件{zh}", f"the mapping file {en}", where)
+    return _read(text, where)
+
+
+def _read(text: str, where: str) -> Mapping:
     try:
         return _parse(text, where)
     except RecursionError:  # only if the depth bound were set beyond what Python's stack holds

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import yaml
 
 import schemas
-from connectors.mapping import Mapping, load_mapping
+from connectors.mapping import Mapping, load_mapping, read_mapping
 from schemas.errors import TongbanError
 from tongban.core.config.errors import ConfigError, _hint
 from tongban.core.config.model import KINDS, LEVELS, NATIONAL, Edge, Exchange, Node, System
@@ -39,16 +39,14 @@ def _reraised(exc: TongbanError, field: str, where: str) -> ConfigError:
 
 
 def _inline_mapping(file: _File, node: yaml.MappingNode, field: str) -> Mapping:
-    """A mapping written inline in the config, checked by :func:`load_mapping`, lines those of the config."""
+    """A mapping written inline in the config, checked by :func:`read_mapping`, lines those of the config."""
     start, end = node.start_mark, node.end_mark
     # The mapping's own text at its own column; its line numbers are then shifted back into the config.
     body = " " * start.column + file.text[start.index : end.index]
     mapping = file.mappings.get(body)
     if mapping is None:
-        scratch = file.scratch()
-        scratch.write_text(body, encoding="utf-8")
         try:
-            mapping = file.mappings[body] = load_mapping(scratch)
+            mapping = file.mappings[body] = read_mapping(body, "<inline>")
         except TongbanError as exc:
             _, _, line = exc.where.rpartition(":")
             where = f"{file.path}:{int(line) + start.line if line.isdigit() else start.line + 1}"
@@ -316,8 +314,6 @@ def load_exchange(path: str | Path) -> Exchange:
         raise file.error(
             "CONFIG_TOO_DEEP", "配置文件嵌套过深", "config file refused: nested too deeply", None
         ) from None
-    finally:
-        file.close()
 
 
 def _load(file: _File) -> Exchange:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -124,18 +123,6 @@ class _File:
         self.text = text
         self.base = path.resolve().parent
         self.mappings: dict[Path | str, Mapping] = {}  # mapping files and inline texts read so far
-        self._scratch: tempfile.TemporaryDirectory[str] | None = None
-
-    def scratch(self) -> Path:
-        """A file to hand inline mappings to :func:`load_mapping` (removed by :meth:`close`)."""
-        if self._scratch is None:
-            self._scratch = tempfile.TemporaryDirectory(prefix="tongban-config-")
-        return Path(self._scratch.name) / "inline.mapping.yaml"
-
-    def close(self) -> None:
-        if self._scratch is not None:
-            self._scratch.cleanup()
-            self._scratch = None
 
     def error(self, code: str, zh: str, en: str, line: int | None) -> ConfigError:
         return ConfigError(code, zh, en, f"{self.path}:{line}" if line else str(self.path))
