@@ -1,10 +1,10 @@
 """Database URLs: written in the file, or read when asked for from an environment variable or an
 Airflow connection (``conn_id``; outside Airflow the ``AIRFLOW_CONN_<ID>`` variable).
 
-Credentials never live in ``exchange.yaml``, so nothing here is read when the file is loaded: a URL is
-resolved when :meth:`~tongban.core.config.Exchange.library_url` or
-:meth:`~tongban.core.config.Exchange.system_url` asks for it. Relative SQLite paths are taken against
-the config file's folder. A value read at run time is never echoed in an error (it may hold a password).
+Credentials never live in ``exchange.yaml``, so no variable or connection is read when the file is
+loaded: :func:`resolve_url` reads it when :meth:`~tongban.core.config.Exchange.library_url` or
+:meth:`~tongban.core.config.Exchange.system_url` asks. Relative SQLite paths are taken against the
+config file's folder. A value read at run time is never echoed in an error (it may hold a password).
 """
 
 from __future__ import annotations
