@@ -79,9 +79,7 @@ def _csv_header(path: Path, encoding: str) -> list[str]:
         first = line.decode(encoding)
         header = next(csv.reader([first]), None)
     except UnicodeDecodeError:
-        raise ExtractError(
-            "FILE_ENCODING", f"表头不是 {encoding} 编码", f"header is not {encoding} text", f"{path}:1"
-        ) from None
+        raise _not_text(path, encoding, ("表头", "header"), 1) from None
     except csv.Error as exc:
         raise ExtractError(
             "FILE_HEADER", f"表头无法解析：{exc}", f"header row cannot be parsed: {exc}", f"{path}:1"
@@ -93,6 +91,66 @@ def _csv_header(path: Path, encoding: str) -> list[str]:
 
 def _mib(n: int) -> str:
     return f"{n / (1 << 20):g} MiB"
+
+
+def _encoding_hint(encoding: str) -> tuple[str, str]:
+    """(zh, en) of what to do about a file that is not ``encoding`` text: most such files from county
+    systems are GBK / GB 18030, which the mapping's ``encoding: gb18030`` reads (GBK is a subset of it).
+
+    >>> _encoding_hint("utf-8")[1]
+    '; if the file is GBK/GB 18030, set `encoding: gb18030` in its mapping'
+    """
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        name = encoding
+    if name in ("gb18030", "gbk", "gb2312"):
+        return (
+            "；请确认映射中的 encoding 与文件的实际编码一致（UTF-8 文件无需设置）",
+            "; check that the mapping's encoding is the file's (a UTF-8 file needs none)",
+        )
+    return (
+        "；如果文件是 GBK/GB 18030 编码，请在其映射中设置 encoding: gb18030",
+        "; if the file is GBK/GB 18030, set `encoding: gb18030` in its mapping",
+    )
+
+
+def _not_text(path: Path, encoding: str, what: tuple[str, str], line: int | None) -> ExtractError:
+    """FILE_ENCODING: ``what`` (zh, en) of the file is not ``encoding`` text, with the hint; never the bytes."""
+    zh, en = _encoding_hint(encoding)
+    return ExtractError(
+        "FILE_ENCODING",
+        f"{what[0]}不是 {encoding} 编码{zh}",
+        f"{what[1]} is not {encoding} text{en}",
+        f"{path}:{line}" if line else str(path),
+    )
+
+
+def _first_bad_line(path: Path, encoding: str) -> int | None:
+    """The number of the first line of ``path`` that is not ``encoding`` text, if it can be told.
+
+    Read line by line through an incremental decoder (so a character is never split), only for encodings
+    where a line break is the single byte ``\\n`` (UTF-8, GB 18030...); None otherwise or if all decode.
+    """
+    try:
+        if "\n".encode(encoding)[-1:] != b"\n":
+            return None
+        decoder = codecs.getincrementaldecoder(encoding)()
+    except (LookupError, UnicodeError):
+        return None
+    line = 1
+    with path.open("rb") as fh:
+        while chunk := fh.readline(CSV_BLOCK_BYTES):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                return line
+            line += chunk.endswith(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return line
+    return None
 
 
 def _unclosed_quote(path: Path, encoding: str) -> ExtractError | None:
@@ -194,9 +252,17 @@ def _read_csv(path: Path, batch_size: int, encoding: str) -> Iterator[pa.RecordB
                 done += batch.num_rows
                 yield batch
             return
-        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError:  # transcoding to UTF-8 (any other declared encoding) failed
+            line = _first_bad_line(path, encoding)
+            what = (
+                (f"第 {line} 行", f"line {line}")
+                if line
+                else (f"第 {seen} 行数据之后", f"data after row {seen}")
+            )
+            raise _not_text(path, encoding, what, line) from None
+        except pa.ArrowInvalid as exc:
             detail = _ROW_ECHO.sub(r"\1", str(exc).splitlines()[0])[:300]
-            if "straddl" in detail and isinstance(exc, pa.ArrowInvalid):
+            if "straddl" in detail:
                 if block >= CSV_MAX_BLOCK_BYTES:
                     raise _field_too_large(path, f"{path}: data row {seen + 1}") from None
                 block = min(block * 2, CSV_MAX_BLOCK_BYTES)
@@ -279,8 +345,13 @@ def _jsonl_line(raw: bytes, encoding: str, path: Path, lineno: int) -> dict[str,
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
+        zh, en = _encoding_hint(encoding)
         raise _jsonl_error(
-            "FILE_ENCODING", f"不是 {encoding} 编码：{exc}", f"is not {encoding} text: {exc}", path, lineno
+            "FILE_ENCODING",
+            f"不是 {encoding} 编码（第 {exc.start + 1} 个字节）{zh}",
+            f"is not {encoding} text (at byte {exc.start + 1}){en}",
+            path,
+            lineno,
         ) from None
     if lineno == 1:
         text = text.removeprefix("\ufeff")
@@ -384,7 +455,16 @@ def _unexpected(path: Path, exc: Exception) -> ExtractError:
             "the file's content is too large to read",
             str(path),
         )
-    if isinstance(exc, (UnicodeError, LookupError)):
+    if isinstance(exc, UnicodeDecodeError):  # its text would show the file's bytes: not echoed
+        return _not_text(path, exc.encoding, ("文件", "the file"), None)
+    if isinstance(exc, UnicodeError):
+        return ExtractError(
+            "FILE_ENCODING",
+            "文件编码无法读取",
+            f"the file's encoding cannot be read ({exc.reason})",
+            str(path),
+        )
+    if isinstance(exc, LookupError):
         return ExtractError(
             "FILE_ENCODING",
             f"文件编码无法读取：{detail}",

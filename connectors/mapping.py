@@ -22,10 +22,12 @@ nesting (``MAPPING_TOO_LARGE``, ``MAPPING_TOO_DEEP``; see :mod:`connectors.yaml_
 from __future__ import annotations
 
 import codecs
+import difflib
+from collections.abc import Mapping as Lookup
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -44,7 +46,17 @@ from connectors.yaml_bounds import (
 from schemas.coerce import check_zone
 from schemas.standards.arrays import CAST_ERRORS
 
-__all__ = ["MAPPING_MAX_BYTES", "MAPPING_MAX_DEPTH", "MAPPING_MAX_NODES", "Mapping", "load_mapping"]
+if TYPE_CHECKING:
+    from schemas.contract import Dataset
+
+__all__ = [
+    "MAPPING_MAX_BYTES",
+    "MAPPING_MAX_DEPTH",
+    "MAPPING_MAX_NODES",
+    "Mapping",
+    "load_mapping",
+    "read_mapping",
+]
 
 #: Bounds on a mapping file. Real ones are a few hundred nodes and three levels deep (values: field:
 #: codes); a code table of thousands of entries fits many times over.
@@ -68,7 +80,14 @@ class Mapping:
     encoding: str = "utf-8"
     uscc_allowlist: tuple[str, ...] = ()
     source: str = ""  # the file it came from
-    lines: dict[str, int] = field(default_factory=dict, compare=False)  # "columns.x" / "values.f": line
+    #: Lines of what the mapping names: ``columns.x``, ``values.f`` and ``values.f.code``.
+    lines: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def check_dataset(self, dataset: Dataset) -> None:
+        """The mapping fits ``dataset``: :meth:`check_fields` on its fields, :meth:`check_values` on their
+        code lists; ExtractError naming the line otherwise."""
+        self.check_fields(dataset.names)
+        self.check_values({f.name: f.codes for f in dataset.fields if f.codes})
 
     def check_fields(self, fields: Sequence[str]) -> None:
         """Every canonical name the mapping uses must be one of ``fields``; ExtractError naming the line."""
@@ -95,6 +114,45 @@ class Mapping:
                     loc,
                 )
 
+    def check_values(self, codes: Lookup[str, Sequence[str]]) -> None:
+        """Every value a code table maps to is one of its field's codes (``codes``: field -> its closed
+        list of codes; a field without one is not checked); ExtractError ``MAPPING_VALUE`` naming the
+        line, the field and the value, with the closest code.
+
+        A typo there would reject every row carrying that local code, so it is refused when the mapping
+        is read. An empty value (the local code means "no value") is left to the row checks.
+
+        >>> m = Mapping(values={"status": {"10": "norml"}}, source="m.yaml", lines={"values.status.10": 4})
+        >>> try:
+        ...     m.check_values({"status": ("normal", "moved_out", "deceased")})
+        ... except ExtractError as exc:
+        ...     print(exc.code, exc.where, exc.message_en)
+        MAPPING_VALUE m.yaml:4 values.status: local code '10' maps to 'norml', which is not a code of status
+        — did you mean 'normal'? (codes: normal, moved_out, deceased)
+        """
+        for name, table in self.values.items():
+            allowed = codes.get(name)
+            if not allowed:
+                continue
+            for local, value in table.items():
+                if not value.strip() or value.strip() in allowed:
+                    continue
+                guess = _closest(value.strip(), allowed)
+                zh = f"，是否应为 '{guess}'？" if guess else ""
+                en = f" — did you mean '{guess}'?" if guess else ""
+                shown = ", ".join(allowed[:12]) + (", ..." if len(allowed) > 12 else "")
+                where = next(
+                    (self.lines[k] for k in (f"values.{name}.{local}", f"values.{name}") if k in self.lines),
+                    None,
+                )
+                raise ExtractError(
+                    "MAPPING_VALUE",
+                    f"values.{name}：本地代码 {local!r} 映射到 {value!r}，不是字段 {name} 的代码{zh}（可用：{shown}）",
+                    f"values.{name}: local code {local!r} maps to {value!r}, which is not a code of {name}{en} "
+                    f"(codes: {shown})",
+                    f"{self.source}:{where}" if where else self.source,
+                )
+
     def apply(self, table: pa.Table) -> pa.Table:
         """Rename local columns and translate local codes; unknown codes pass through unchanged."""
         names = [self.columns.get(name, name) for name in table.column_names]
@@ -114,6 +172,29 @@ class Mapping:
             mapped = pc.coalesce(pc.take(canonical, index), col)
             table = table.set_column(table.column_names.index(name), name, mapped)
         return table
+
+
+def _closest(value: str, codes: Sequence[str]) -> str | None:
+    """The code ``value`` was most likely meant to be: the same but for case, the same number with its
+    leading zeros (an unquoted ``01`` reads as ``1``), or a close spelling (of a value of 3 or more
+    characters: short codes all look alike). None if none is close.
+
+    >>> _closest("Normal", ["normal"]), _closest("1", ["01", "02", "10"]), _closest("norml", ["normal"])
+    ('normal', '01', 'normal')
+    >>> _closest("7", ["01", "02"]) is None
+    True
+    """
+    for code in codes:
+        if code.casefold() == value.casefold():
+            return code
+    if value.isdigit():
+        for code in codes:
+            if code.isdigit() and len(code) > len(value) and code == value.zfill(len(code)):
+                return code
+    if len(value) < 3:
+        return None
+    matches = difflib.get_close_matches(value, list(codes), n=1, cutoff=0.6)
+    return matches[0] if matches else None
 
 
 def _located(node: yaml.Node, where: str) -> Any:
@@ -183,6 +264,21 @@ def load_mapping(path: str | Path) -> Mapping:
         raise ExtractError(
             "MAPPING_UNREADABLE", "无法读取映射文件", f"cannot read mapping file: {exc}", where
         ) from None
+    return _read(text, where)
+
+
+def read_mapping(text: str, where: str) -> Mapping:
+    """Check a mapping given as text (one written inline in ``exchange.yaml``) exactly as
+    :func:`load_mapping` checks a file holding it: the same bounds (its size as UTF-8 included), the
+    same errors, ``where`` naming it and its lines counted from the first line of ``text``."""
+    size = len(text.encode("utf-8"))
+    if size > MAPPING_MAX_BYTES:
+        zh, en = FileTooLarge(size, MAPPING_MAX_BYTES).describe()
+        raise ExtractError("MAPPING_TOO_LARGE", f"映射文件{zh}", f"the mapping file {en}", where)
+    return _read(text, where)
+
+
+def _read(text: str, where: str) -> Mapping:
     try:
         return _parse(text, where)
     except RecursionError:  # only if the depth bound were set beyond what Python's stack holds
@@ -264,6 +360,9 @@ def _parse(text: str, where: str) -> Mapping:
         if section in doc and isinstance(doc[section][0], dict)
         for key, (_, line) in doc[section][0].items()
     }
+    if "values" in doc and isinstance(doc["values"][0], dict):
+        for name, (table, _) in doc["values"][0].items():
+            lines.update((f"values.{name}.{code}", line) for code, (_, line) in table.items())
     return Mapping(
         source=where,
         lines=lines,

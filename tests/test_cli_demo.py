@@ -208,7 +208,7 @@ def test_unwritable_workdir_is_a_clear_error(tmp_path: Path, capsys: pytest.Capt
 
 def test_repository_exchange_yaml_is_the_demo_topology(demo: tuple[Path, str]) -> None:
     """The shipped exchange.yaml equals what the demo writes, with its mappings inline and paths under demo/."""
-    from tongban.core.config import demo_exchange_yaml
+    from tongban.demo.exchange_yaml import demo_exchange_yaml
     from tongban.demo.generate import DEMO_COUNTIES
 
     workdir, _ = demo

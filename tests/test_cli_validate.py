@@ -116,6 +116,18 @@ def test_unusable_input_exit_two(capsys, tmp_path, extract, argv, code) -> None:
     assert code in err and "Traceback" not in err
 
 
+def test_code_table_typo_is_unusable_before_any_row(capsys, tmp_path, extract) -> None:
+    # Without the check every row with local code 30 would be rejected, the bad value shown nowhere.
+    csv, mapping = extract
+    typo = tmp_path / "typo.mapping.yaml"
+    typo.write_text(mapping.read_text(encoding="utf-8").replace(": deceased", ": decaesed"), encoding="utf-8")
+    rc, out, err = run(capsys, "validate", "population", str(csv), "--mapping", str(typo), "--format", "json")
+    assert rc == 2
+    error = json.loads(out)["error"]
+    assert error["code"] == "MAPPING_VALUE" and error["where"] == f"{typo}:5"
+    assert "'decaesed'" in err and "did you mean 'deceased'" in err
+
+
 def test_truncated_csv_is_unusable_with_location(capsys, tmp_path, extract) -> None:
     csv, mapping = extract
     truncated = tmp_path / "truncated.csv"

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pytest
 
+import schemas
 from tongban.core.config import (
     ConfigError,
     Exchange,
     connection_url,
-    demo_exchange_yaml,
     load_exchange,
     parse_duration,
 )
+from tongban.demo.exchange_yaml import demo_exchange_yaml
 from tongban.demo.generate import DEMO_COUNTIES, generate_demo
 
 # Line numbers matter: the error cases below point at lines of this text.
@@ -296,6 +297,40 @@ def test_mapping_file(tmp_path: Path) -> None:
     assert err.code == "MAPPING_FIELD"
     assert err.where == f"{bad.resolve()}:3"
     assert "systems[1].mapping" in err.message_en and "licence_no" in err.message_en
+
+
+def test_code_table_typo_inline_is_a_mapping_error_at_its_line(tmp_path: Path) -> None:
+    # A value outside the field's code list would reject every row with that local code: refused at load.
+    text = _edit(
+        "gxsj: updated_at}\n",
+        "gxsj: updated_at, ryzt: status}\n      values:\n        status:\n"
+        '          "10": normal\n          "21": norml\n',
+    )
+    err = _error(tmp_path, text)
+    assert err.code == "MAPPING_VALUE"
+    assert err.where == f"{tmp_path / 'exchange.yaml'}:{_line_of(text, 'norml')}"
+    codes = ", ".join(schemas.get("population").field("status").codes)
+    for words in ("systems[0].mapping", "values.status", "'21'", "'norml'", "did you mean 'normal'", codes):
+        assert words in err.message_en, err
+    assert "norml" in err.message_zh and "normal" in err.message_zh
+    # Fixed, it loads; a field whose codes are no closed list (moved_to) takes any value.
+    fixed = text.replace('"21": norml\n', '"21": moved_out\n        moved_to: {x: anything}\n')
+    assert _load(tmp_path, fixed).system("630104-gongan").mapping.values["status"]["21"] == "moved_out"
+
+
+def test_code_table_typo_in_a_mapping_file_names_file_line_and_code(tmp_path: Path) -> None:
+    path = tmp_path / "license.mapping.yaml"
+    # An unquoted 01 reads as 1: the closest code is suggested.
+    path.write_text("dataset: license\nvalues:\n  status:\n    有效: 01\n    注销: '05'\n", encoding="utf-8")
+    err = _error(tmp_path, BASE + "    mapping: license.mapping.yaml\n")
+    assert err.code == "MAPPING_VALUE"
+    assert err.where == f"{path.resolve()}:4"
+    assert "systems[1].mapping" in err.message_en and "'有效' maps to '1'" in err.message_en
+    assert "did you mean '01'" in err.message_en
+    path.write_text(
+        "dataset: license\nvalues:\n  status:\n    有效: '01'\n    注销: '05'\n", encoding="utf-8"
+    )
+    assert _load(tmp_path, BASE + "    mapping: license.mapping.yaml\n").system("630104-license").mapping
 
 
 def test_explicit_edges_replace_derivation(tmp_path: Path) -> None:

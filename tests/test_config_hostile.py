@@ -213,7 +213,7 @@ def test_deep_inline_mapping_refused_at_its_line(tmp_path: Path) -> None:
 
 def test_recursion_elsewhere_is_a_coded_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Should anything recursive still overflow (here: a depth bound set too high), it is coded, not INTERNAL.
-    monkeypatch.setattr(config_module, "CONFIG_MAX_DEPTH", 10**9)
+    monkeypatch.setattr(config_module.reader, "CONFIG_MAX_DEPTH", 10**9)  # the bound the reader reads
     monkeypatch.setattr(mapping_module, "MAPPING_MAX_DEPTH", 10**9)
     text = _with_inline_values("        status: " + "[" * 5000 + "]" * 5000 + "\n")
     config = _write(tmp_path / "exchange.yaml", text)
@@ -256,6 +256,22 @@ def test_oversized_mapping_refused_without_reading_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_exchange(config)
     assert info.value.code == "MAPPING_TOO_LARGE" and "systems[1].mapping" in info.value.message_en
+
+
+def test_oversized_inline_mapping_refused_at_its_line(tmp_path: Path) -> None:
+    # An inline mapping is held to a mapping file's bounds: its size (as UTF-8) over 1 MiB is refused.
+    codes = "".join(f'          "{i:07d}": 汉族名称{i:07d}\n' for i in range(MAPPING_MAX_BYTES // 40))
+    text = _with_inline_values("        ethnicity:\n" + codes)
+    config = _write(tmp_path / "exchange.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_exchange(config)
+    err = info.value
+    assert (
+        err.code == "MAPPING_TOO_LARGE"
+        and err.where == f"{config}:{text.splitlines().index('    mapping:') + 2}"
+    )
+    assert "systems[0].mapping" in err.message_en and "1 MiB" in err.message_en
+    assert "bytes, more than the 1 MiB limit" in err.message_en
 
 
 def test_limit_sized_files_still_read(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import schemas
 from connectors import files
 from connectors.errors import ExtractError
 from connectors.files import read_file
@@ -43,6 +44,50 @@ def test_csv_header_with_bom_and_gb18030(tmp_path: Path) -> None:
     table = pa.Table.from_batches(list(read_file(gbk, encoding="gb18030")))
     assert table.column_names == ["名称", "住所"]
     assert table.column("名称").cast(pa.string()).to_pylist() == ["通渭县某某商店"]
+
+
+GBK_ROW = "张三,110105194912310021\n".encode("gbk")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "encoding", "line", "hint"),
+    [
+        ("header.csv", "姓名,身份证号\n".encode("gbk") + GBK_ROW, "utf-8", 1, "set `encoding: gb18030`"),
+        ("body.csv", b"xm,sfzh\n" + b"a,1\n" * 3 + GBK_ROW, "ascii", 5, "set `encoding: gb18030`"),
+        (
+            "cut.csv",
+            b"xm,sfzh\n" + GBK_ROW + b"\x81\x20,1\n",
+            "gb18030",
+            3,
+            "mapping's encoding is the file's",
+        ),
+        (
+            "rows.jsonl",
+            b'{"a": 1}\n' + '{"xm": "张三"}\n'.encode("gbk"),
+            "utf-8",
+            2,
+            "set `encoding: gb18030`",
+        ),
+    ],
+    ids=["gbk-csv-header", "csv-body", "gb18030-csv-cut", "gbk-jsonl"],
+)
+def test_text_not_in_the_declared_encoding_says_how_to_declare_it(
+    tmp_path: Path, name: str, content: bytes, encoding: str, line: int, hint: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ExtractError) as info:
+        list(read_file(path, encoding=encoding))
+    err = info.value
+    assert (err.code, err.where) == ("FILE_ENCODING", f"{path}:{line}")
+    assert hint in err.message_en and f"{encoding} text" in err.message_en
+    assert "gb18030" in err.message_zh or "encoding" in err.message_zh
+    # Never the row's content (personal data), raw or misread.
+    shown = json.dumps(err.as_dict(), ensure_ascii=False)
+    assert not any(s in shown for s in ("张三", "110105194912310021", "\\x", "0x", "Õ"))
+    if encoding != "gb18030":  # declared as the hint says, the file reads
+        values = [v for row in _rows(read_file(path, encoding="gb18030")) for v in row.values()]
+        assert "张三" in values or "张三".encode() in values
 
 
 @pytest.mark.parametrize(
@@ -163,6 +208,30 @@ def test_mapping_errors_name_file_line_and_field(tmp_path: Path, text, code, lin
     if line is not None:
         assert err.where == f"{path}:{line}"
     assert word in err.message_en and word in err.message_zh
+
+
+def test_mapping_code_table_is_checked_against_the_code_list(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "dataset: population\nvalues:\n  gender: {男: '1', 女: '2'}\n  status:\n"
+        "    '10': normal\n    '21': Moved_Out\n  moved_to: {x: '630104'}\n",
+        encoding="utf-8",
+    )
+    mapping = load_mapping(path)  # a mapping read alone is not tied to a dataset's code lists
+    with pytest.raises(ExtractError) as info:
+        mapping.check_dataset(schemas.get("population"))
+    err = info.value
+    assert (err.code, err.where) == ("MAPPING_VALUE", f"{path}:6")
+    assert "local code '21' maps to 'Moved_Out'" in err.message_en
+    assert "did you mean 'moved_out'" in err.message_en and "normal, moved_out, deceased" in err.message_en
+    assert "values.status" in err.message_zh and "moved_out" in err.message_zh
+    # Codes of a field without a closed list (moved_to), or blank (no value), are not checked here.
+    Mapping(values={"status": {"99": " "}, "moved_to": {"x": "y"}}).check_dataset(schemas.get("population"))
+    long = Mapping(values={"ethnicity": {"汉": "1", "藏": "x4"}}, source="e.yaml")
+    with pytest.raises(ExtractError) as info:
+        long.check_dataset(schemas.get("population"))
+    assert "did you mean '01'" in info.value.message_en and ", ...)" in info.value.message_en
+    assert info.value.where == "e.yaml"
 
 
 def test_missing_mapping_file(tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ def open_extract(
             f"the mapping is for dataset {loaded.dataset}, not {dataset}",
             str(mapping),
         )
-    loaded.check_fields(contract.names)
+    loaded.check_dataset(contract)
     path = Path(path)
     if not path.exists():
         raise TongbanError("FILE_NOT_FOUND", "找不到文件", "file not found", str(path))

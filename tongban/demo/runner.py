@@ -163,7 +163,8 @@ def run_demo(workdir: Path, *, seed: int = 2026, out: TextIO, as_json: bool = Fa
     """Generate, configure, initialize and run the demo through Airflow; 0 when it all checks out."""
     from tongban.core import engine
     from tongban.cli.exchange import initialize
-    from tongban.core.config import demo_exchange_yaml, load_exchange
+    from tongban.core.config import load_exchange
+    from tongban.demo.exchange_yaml import demo_exchange_yaml
     from tongban.demo.generate import DEMO_COUNTIES, generate_demo
 
     workdir.mkdir(parents=True, exist_ok=True)
