@@ -10,10 +10,10 @@ from tongban.core.config import (
     ConfigError,
     Exchange,
     connection_url,
-    demo_exchange_yaml,
     load_exchange,
     parse_duration,
 )
+from tongban.demo.exchange_yaml import demo_exchange_yaml
 from tongban.demo.generate import DEMO_COUNTIES, generate_demo
 
 # Line numbers matter: the error cases below point at lines of this text.

@@ -182,7 +182,9 @@ def _destinations(code: str) -> np.ndarray:
     return np.array(sorted({*own, *demo} - {code}), dtype=np.int64)
 
 
-def sample_valid(rng: np.random.Generator, codes: np.ndarray, valid: np.ndarray, years: np.ndarray) -> np.ndarray:
+def sample_valid(
+    rng: np.random.Generator, codes: np.ndarray, valid: np.ndarray, years: np.ndarray
+) -> np.ndarray:
     """One code per year valid in that year (0 where none was found after a few draws)."""
     out = np.zeros(len(years), dtype=np.int64)
     pending = np.arange(len(years))
@@ -196,7 +198,9 @@ def sample_valid(rng: np.random.Generator, codes: np.ndarray, valid: np.ndarray,
     return out
 
 
-def moved_to(rng: np.random.Generator, county: np.ndarray, places: list[Place], moved: np.ndarray) -> np.ndarray:
+def moved_to(
+    rng: np.random.Generator, county: np.ndarray, places: list[Place], moved: np.ndarray
+) -> np.ndarray:
     """Destination division codes (int64, 0 = none) for the rows flagged ``moved``."""
     out = np.zeros(len(county), dtype=np.int64)
     for k, place_ in enumerate(places):

@@ -169,7 +169,9 @@ def generate_demo(
     )
     firms = holders(firms_draft, firms_table, "uscc", "established")
     county, segments = rows_of("license")
-    licenses, license_tbl = make_licenses(rng_lic, county, places, persons, firms, defect_rate, segments, True)
+    licenses, license_tbl = make_licenses(
+        rng_lic, county, places, persons, firms, defect_rate, segments, True
+    )
 
     for folder in {
         (root / e.path).parent for group in extracts.values() for e in group if e.kind != "sqlite"
