@@ -14,8 +14,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
 	touch $@
 
+# Run again, it starts over unless you changed what it wrote; DEMO_ARGS=--fresh starts over regardless.
+DEMO_ARGS ?=
 demo: setup
-	$(BIN)/tongban demo --workdir demo
+	$(BIN)/tongban demo --workdir demo $(DEMO_ARGS)
 
 test: setup
 	$(BIN)/ruff check .

@@ -66,7 +66,7 @@ from tongban.core import engine
 from tongban.core.config import Exchange, load_exchange
 from tongban.core.engine import extraction, loading, runs, sealing, validation
 from tongban.core.store import META_COLUMNS, Library
-from tongban.demo.generate import _LAYOUTS, _local_rows, _write_mapping, population_table
+from tongban.demo.generate import LAYOUTS, local_rows, population_table, write_mapping
 
 NATIONAL, PROVINCE, COUNTY = "000000", "630000", "630104"
 SYSTEM = f"{COUNTY}-gongan"
@@ -92,7 +92,7 @@ def make_source(base: Path, rows: int) -> Path:
     """
     folder = base / "systems" / COUNTY
     folder.mkdir(parents=True, exist_ok=True)
-    layout = _LAYOUTS["gongan"]
+    layout = LAYOUTS["gongan"]
     columns = list(layout.columns)
     path = folder / "gongan.sqlite"
     con = sqlite3.connect(path)
@@ -114,14 +114,14 @@ def make_source(base: Path, rows: int) -> Path:
                 body = pc.utf8_slice_codeunits(table.column("id_number"), 0, 17)
                 seen = np.union1d(seen, pc.cast(body, pa.int64()).to_numpy())
             for lo in range(0, table.num_rows, WRITE_CHUNK):
-                con.executemany(insert, _local_rows(table.slice(lo, WRITE_CHUNK), layout, {}, 0))
+                con.executemany(insert, local_rows(table.slice(lo, WRITE_CHUNK), layout, {}, 0))
             written += table.num_rows
             del table
         con.execute("CREATE INDEX ix_czrk_gxsj ON czrk (gxsj, sfzh)")
         con.commit()
     finally:
         con.close()
-    _write_mapping(folder / "gongan.mapping.yaml", "population", layout, "czrk")
+    write_mapping(folder / "gongan.mapping.yaml", "population", layout, "czrk")
     return path
 
 

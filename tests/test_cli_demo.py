@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,74 @@ def test_repository_exchange_yaml_is_the_demo_topology(demo: tuple[Path, str]) -
     )
     shipped = Path(__file__).resolve().parent.parent / "exchange.yaml"
     assert shipped.read_text(encoding="utf-8") == expected, "regenerate exchange.yaml (see this test)"
+
+
+def copy_of(demo: tuple[Path, str], tmp_path: Path) -> Path:
+    """A copy of the demo folder as `make demo` left it (Airflow's logs and the spool left out)."""
+    copy = tmp_path / "demo"
+    shutil.copytree(demo[0], copy, ignore=shutil.ignore_patterns("airflow", "spool"))
+    return copy
+
+
+def test_rerun_keeps_a_users_edits(
+    demo: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make demo` run again after the user edited a mapping and dropped a file refuses, keeping both."""
+    workdir = copy_of(demo, tmp_path)
+    mapping = workdir / "systems" / "630104" / "gongan.mapping.yaml"
+    edited = mapping.read_text(encoding="utf-8") + "# 我的修改 my edit\n"
+    mapping.write_text(edited, encoding="utf-8")
+    dropped = workdir / "systems" / "630104" / "drop" / "license" / "mine.csv"
+    dropped.write_text("license_id\n1.2.156\n", encoding="utf-8")
+    assert main(["demo", "--workdir", str(workdir)]) == 2
+    err = capsys.readouterr().err
+    assert "WORKDIR_EXISTS" in err and "--fresh" in err
+    assert f"{mapping} (已修改 changed)" in err and f"{dropped} (新增 added)" in err
+    assert mapping.read_text(encoding="utf-8") == edited and dropped.exists()
+    assert (workdir / "libraries" / "000000.sqlite").exists()  # nothing of the demo was removed
+
+
+def test_rerun_after_looking_around_starts_over(
+    demo: tuple[Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's commands (status, failed, sync, validate) change nothing the demo protects."""
+    from tongban.demo import workdir as folder
+
+    workdir = copy_of(demo, tmp_path)
+    system = workdir / "systems" / "630104"
+    mapping = str(system / "gongan.mapping.yaml")
+    assert main(["status", "--workdir", str(workdir)]) == 0
+    assert main(["failed", "list", "--workdir", str(workdir), "--node", "630104", "--limit", "5"]) == 0
+    assert main(["failed", "show", "630104:1", "--workdir", str(workdir)]) == 0
+    assert main(["sync", "--workdir", str(workdir)]) == 0
+    assert main(["validate", "population", str(system / "gongan.sqlite"), "--mapping", mapping, "-q"]) == 1
+    assert folder.changes(workdir) == []
+    capsys.readouterr()
+    monkeypatch.setattr("tongban.demo.runner.run_airflow", lambda *args, **kwargs: [])  # (Airflow: above)
+    assert main(["demo", "--workdir", str(workdir)]) == 1  # regenerated; no DAG ran here
+    assert "the previous demo was unchanged: starting over" in capsys.readouterr().out
+    assert folder.changes(workdir) == [] and not (workdir / "airflow").exists()
+
+
+def test_fresh_starts_over(
+    demo: tuple[Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tongban.demo import workdir as folder
+
+    workdir = copy_of(demo, tmp_path)
+    exchange = workdir / "exchange.yaml"
+    original = exchange.read_text(encoding="utf-8")
+    exchange.write_text(original + "# mine\n", encoding="utf-8")
+    (workdir / "systems" / "630104" / "mine.txt").write_text("mine\n", encoding="utf-8")
+    monkeypatch.setattr("tongban.demo.runner.run_airflow", lambda *args, **kwargs: [])
+    assert main(["demo", "--workdir", str(workdir), "--fresh"]) == 1  # regenerated; no DAG ran here
+    assert "--fresh: 重新开始 starting over" in capsys.readouterr().out
+    assert exchange.read_text(encoding="utf-8") == original
+    assert not (workdir / "systems" / "630104" / "mine.txt").exists()
+    assert folder.changes(workdir) == []

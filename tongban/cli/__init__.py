@@ -223,7 +223,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from tongban.demo.runner import run_demo
 
     try:
-        return run_demo(Path(args.workdir), seed=args.seed, out=out, as_json=args.json)
+        return run_demo(Path(args.workdir), seed=args.seed, out=out, as_json=args.json, fresh=args.fresh)
     except TongbanError as exc:
         return report_error(exc, as_json=args.json, out=out)
     except OSError as exc:
@@ -327,9 +327,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="运行演示 run the demo exchange",
         description="生成演示数据，建库、密钥与信任列表，并通过 Airflow 运行全部同步。"
         "Generate the demo exchange, create libraries, keys and trust list, and run every sync through Airflow.",
+        epilog="再次运行：若演示写入的文件（exchange.yaml、manifest.json、systems/ 下的一切）均未改动，则重新开始；"
+        "若有改动或新增，则拒绝（WORKDIR_EXISTS，退出码 2）并列出改动，文件保持原样；--fresh 丢弃改动重新开始。"
+        "Run again: if nothing the demo wrote (exchange.yaml, manifest.json, everything under systems/) was "
+        "changed or added to, it starts over; otherwise it refuses (WORKDIR_EXISTS, exit 2), naming the "
+        "changes and leaving them as they are; --fresh discards them and starts over. Libraries, keys, spool "
+        "and Airflow's database are always built anew; other files in the folder are never touched.",
     )
     d.add_argument("--workdir", default="demo", help="工作目录 working folder (default ./demo)")
     d.add_argument("--seed", type=int, default=2026, help="随机种子 seed")
+    d.add_argument(
+        "--fresh",
+        action="store_true",
+        help="丢弃上次的演示（含改动）重新开始 start over, discarding the previous demo and any changes to it",
+    )
     d.add_argument("--json", action="store_true", help="每条边一行 JSON one JSON object per edge")
     d.set_defaults(func=cmd_demo)
 

@@ -1,4 +1,5 @@
-"""The demo topology's ``exchange.yaml`` text (``tongban demo`` writes it; so is the repository's)."""
+"""The demo's ``exchange.yaml`` writer: the demo topology (nodes, one local system per county and dataset)
+as commented YAML text, for ``tongban demo`` and the repository's own ``exchange.yaml``."""
 
 from __future__ import annotations
 
