@@ -26,7 +26,7 @@ def check_planted(ex: Exchange, manifest: dict[str, Any]) -> dict[str, int]:
             for code, node in ex.nodes.items()
             if node.level == "county"
         }
-    for code, failures in counties.items():
+    for failures in counties.values():
         for row in failures:
             edge = ex.edge(row["edge"])
             if edge.source_kind != "system" or not row["where"]:
