@@ -60,9 +60,9 @@ import sqlalchemy as sa
 
 import schemas
 from schemas.validate import Validator
-from tongban.cli.exchange import initialize
 from tongban.core import engine
 from tongban.core.config import Exchange, load_exchange
+from tongban.core.initialize import initialize
 from tongban.core.store import META_COLUMNS, Library
 from tongban.demo.generate import _LAYOUTS, _local_rows, _write_mapping, population_table
 
