@@ -61,10 +61,10 @@ import sqlalchemy as sa
 import schemas
 from connectors.mapping import Mapping
 from schemas.validate import Validator
-from tongban.cli.exchange import initialize
 from tongban.core import engine
 from tongban.core.config import Exchange, load_exchange
 from tongban.core.engine import extraction, loading, runs, sealing, validation
+from tongban.core.initialize import initialize
 from tongban.core.store import META_COLUMNS, Library
 from tongban.demo.generate import LAYOUTS, local_rows, population_table, write_mapping
 

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tongban.cli.exchange import initialize
 from tongban.core import engine
 from tongban.core.config import Exchange, load_exchange
+from tongban.core.initialize import initialize
 from tongban.core.store import Library
 
 NATIONAL = "000000"

@@ -25,7 +25,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 def run_demo_cli(workdir: Path, out: io.StringIO) -> int:
-    from tongban.cli import build_parser, cmd_demo
+    from tongban.cli import build_parser
+    from tongban.cli.demo import cmd_demo
 
     args = build_parser().parse_args(["demo", "--workdir", str(workdir)])
     return cmd_demo(args, out)

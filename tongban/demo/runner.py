@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tongban.demo.airflow_process import run_airflow
-from tongban.demo.tables import table_line  # (still imported from here by tongban.cli.exchange)
+from tongban.demo.tables import table_line
 
 __all__ = ["run_demo", "table_line"]
 
@@ -30,9 +30,9 @@ def run_demo(
 
     Raises ``WORKDIR_EXISTS`` when ``workdir`` holds a demo changed since it was written, unless ``fresh``.
     """
-    from tongban.cli.exchange import initialize
     from tongban.core import engine
     from tongban.core.config import load_exchange
+    from tongban.core.initialize import initialize
     from tongban.demo import workdir as folder
     from tongban.demo.check import check_planted
     from tongban.demo.exchange_yaml import demo_exchange_yaml

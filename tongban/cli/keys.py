@@ -1,0 +1,182 @@
+"""``tongban keys list|rotate|revoke|repair``: node signing keys, the trust list, and the repair of the
+libraries after a key compromise."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, TextIO
+
+from schemas.errors import TongbanError
+from tongban.cli.common import ExitCode, add_command, add_config_args, json_line, load_config, report_error
+
+__all__ = ["cmd_keys", "register"]
+
+
+def cmd_keys(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """tongban keys list|rotate|revoke|repair: node signing keys and the trust list."""
+    try:
+        ex = load_config(args)
+        {"list": _list, "rotate": _rotate, "revoke": _revoke, "repair": _repair}[args.action](ex, args, out)
+    except TongbanError as exc:
+        return report_error(exc, as_json=args.json, out=out)
+    return ExitCode.OK
+
+
+def _needs_target(args: argparse.Namespace, zh: str, en: str) -> str:
+    if not args.target:
+        raise TongbanError("KEYS_ARGUMENT", zh, en, f"keys {args.action}")
+    return str(args.target)
+
+
+def _say(out: TextIO, as_json: bool, obj: dict[str, Any], text: str) -> None:
+    if as_json:
+        json_line(out, obj)
+    else:
+        out.write(text + "\n")
+
+
+def _list(ex: Any, args: argparse.Namespace, out: TextIO) -> None:
+    from tongban.core import trust
+
+    for e in trust.TrustList.load(ex.trust_list).entries:
+        entry = e.to_dict()
+        if args.json:
+            json_line(out, entry)
+        else:
+            state = "吊销 revoked" if entry.get("revoked_at") else "有效 valid"
+            out.write(
+                f"{entry['node']}\t{entry['key_id']}\t{state}\t{entry.get('valid_from')} → "
+                f"{entry.get('valid_until') or '长期 open'}\n"
+            )
+
+
+def _rotate(ex: Any, args: argparse.Namespace, out: TextIO) -> None:
+    from tongban.core import trust
+
+    node = _needs_target(args, "请指定节点代码", "name the node to rotate")
+    ex.node(node)
+    new = trust.rotate(trust.KeyStore(ex.keys_dir), ex.trust_list, node, overlap_seconds=args.overlap)
+    _say(out, args.json, {"node": node, "key_id": new}, f"{node} 新密钥 new key {new}")
+
+
+def _revoke(ex: Any, args: argparse.Namespace, out: TextIO) -> None:
+    from tongban.core import trust
+
+    key_id = _needs_target(args, "请指定密钥编号", "name the key id to revoke")
+    trust.revoke(trust.KeyStore(ex.keys_dir), ex.trust_list, key_id, args.reason or "")
+    _say(out, args.json, {"revoked": key_id}, f"已吊销 revoked {key_id}")
+
+
+def _repair(ex: Any, args: argparse.Namespace, out: TextIO) -> None:
+    from tongban.core import engine
+    from tongban.core.repair import repair_key
+
+    key_id = _needs_target(args, "请指定已吊销的密钥编号", "name the revoked key id to repair")
+    with engine.Libraries(ex) as libs:
+        report = repair_key(ex, key_id, libs.get, dry_run=args.dry_run)
+    if args.json:
+        json_line(out, report)
+        return
+    verb = "将移除 would remove" if args.dry_run else "已移除 removed"
+    for lib in report["libraries"]:
+        if lib["batches"] or lib["records"]:
+            out.write(
+                f"{lib['node']}: 该密钥签名的批次 batches signed {lib['batches']}, "
+                f"{verb} {lib['records']} 条记录 records → 历史 history (revoked); "
+                f"重置游标 cursors reset: {', '.join(lib['edges_reset']) or '-'}\n"
+            )
+    out.write(
+        "下一次同步将从所有者重新拉取 the next sync re-pulls from the owners: tongban sync\n"
+        if not args.dry_run
+        else "（演练，未作改动 dry run, nothing changed）\n"
+    )
+
+
+def _duration(text: str) -> int:
+    """argparse type: seconds, or a duration such as 12h or 7d."""
+    from tongban.core.config import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"应为秒数或时长，如 12h、7d must be seconds or a duration such as 12h or 7d: {text}"
+        ) from None
+
+
+def register(sub: Any) -> None:
+    """Add ``keys list|rotate|revoke|repair`` to the ``tongban`` parser."""
+    p = add_command(
+        sub,
+        "keys",
+        summary="节点密钥与信任列表 node keys and the trust list",
+        description="列出、轮换或吊销节点签名密钥（信任列表由根节点重新签发）；密钥泄露后修复各库（repair）。\n"
+        "List, rotate or revoke node signing keys (the root re-signs the trust list); repair the libraries\n"
+        "after a key compromise.",
+        examples=(
+            "tongban keys list",
+            "tongban keys rotate 630104 --overlap 1d",
+            "tongban keys revoke KEY_ID --reason 'key leaked'",
+            "tongban keys repair KEY_ID --dry-run",
+        ),
+    )
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    a = add_command(
+        actions,
+        "list",
+        summary="列出信任列表中的密钥 list the trust list's keys",
+        description="列出信任列表中的每个密钥：节点、密钥编号、有效或已吊销、有效期。\n"
+        "List every key of the trust list: node, key id, valid or revoked, validity.",
+        examples=("tongban keys list", "tongban keys list --workdir demo --json"),
+    )
+    add_config_args(a)
+
+    a = add_command(
+        actions,
+        "rotate",
+        summary="为节点生成新密钥 give a node a new signing key",
+        description="为节点生成新签名密钥并列入信任列表；旧密钥在重叠期内仍可验证，之后失效。\n"
+        "Give a node a new signing key and list it; the old key still verifies during the overlap, then\n"
+        "expires.",
+        examples=("tongban keys rotate 630104", "tongban keys rotate 630104 --overlap 12h --json"),
+    )
+    a.add_argument("target", nargs="?", metavar="NODE", help="节点代码 node code")
+    a.add_argument(
+        "--overlap",
+        type=_duration,
+        default="7d",
+        metavar="DURATION",
+        help="旧密钥仍有效的时长（秒或 30m、12h、7d）how long the old key stays valid (seconds, or 30m, 12h, 7d)",
+    )
+    add_config_args(a)
+
+    a = add_command(
+        actions,
+        "revoke",
+        summary="吊销密钥 revoke a key",
+        description="吊销一个密钥：此后用它签名的批次一律被拒绝。根节点的当前密钥须先轮换。\n"
+        "Revoke a key: batches signed with it are refused from now on. Rotate the root's current key first.",
+        examples=("tongban keys revoke KEY_ID --reason 'key leaked'",),
+    )
+    a.add_argument("target", nargs="?", metavar="KEY_ID", help="密钥编号 key id (tongban keys list)")
+    a.add_argument("--reason", help="吊销原因 reason for revoking")
+    add_config_args(a)
+
+    a = add_command(
+        actions,
+        "repair",
+        summary="密钥泄露后修复各库 repair the libraries after a key compromise",
+        description="把已吊销密钥签名的批次所载入的记录移入历史，并重置相关游标，下一次同步从所有者重新拉取。\n"
+        "Move the records loaded from batches the revoked key signed into history and reset the cursors,\n"
+        "so the next sync re-pulls them from their owners.",
+        examples=("tongban keys repair KEY_ID --dry-run", "tongban keys repair KEY_ID && tongban sync"),
+    )
+    a.add_argument("target", nargs="?", metavar="KEY_ID", help="已吊销的密钥编号 the revoked key id")
+    a.add_argument(
+        "--dry-run", action="store_true", help="只报告不改动 report what would change, change nothing"
+    )
+    add_config_args(a)
+
+    p.set_defaults(func=cmd_keys, target=None, reason=None, dry_run=False, overlap=7 * 86400)
