@@ -1,0 +1,462 @@
+"""One node's library: records with history, the batch ledger, failed transfers and sync state.
+
+One code path on SQLAlchemy 2 Core for SQLite (the embedded default) and PostgreSQL. Loading a batch is
+one transaction (:meth:`Library.load_batch`): the set-based merge, rejected rows as failed transfers,
+the ledger entry, the load sequence number and the edge's cursor — so a crash at any point leaves
+either all of it or none of it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+import schemas
+from connectors.sql import mask_url
+from tongban.core.store.merge import Merge
+from tongban.core.store.migrations import migrate
+from tongban.core.store.rows import (
+    FailedRow,
+    LoadResult,
+    failure_digest,
+    failure_row,
+    manifest_key_id,
+    utcnow,
+)
+from tongban.core.store.tables import SEQ, TABLES, StoreError
+
+__all__ = ["Library"]
+
+
+class Library(Merge):
+    """One node's library, reached through a SQLAlchemy URL."""
+
+    def __init__(self, url: str, node: str = "") -> None:
+        self.url = url
+        self.node = node
+        try:
+            self.engine = sa.create_engine(url, future=True)
+        except (sa.exc.ArgumentError, ImportError, ValueError) as exc:
+            raise StoreError(
+                "LIBRARY_URL", f"库地址无效：{exc}", f"invalid library URL: {exc}", mask_url(url)
+            ) from None
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            database = self.engine.url.database
+            if database and database != ":memory:" and not database.startswith("file:"):
+                _private_database(Path(database))
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "begin", _sqlite_begin)
+        self.tables = TABLES
+
+    def __repr__(self) -> str:
+        return f"Library({self.node or '?'} at {mask_url(self.url)})"
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema; StoreError LIBRARY_UNREACHABLE when the database is down."""
+        try:
+            return migrate(self.engine)
+        except sa.exc.OperationalError as exc:
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: Exception) -> StoreError:
+        detail = str(getattr(exc, "orig", exc)).splitlines()[0][:300]
+        return StoreError(
+            "LIBRARY_UNREACHABLE",
+            f"无法连接节点 {self.node} 的库：{detail}",
+            f"cannot reach the library of node {self.node}: {detail}",
+            mask_url(self.url),
+        )
+
+    def connect(self) -> sa.Connection:
+        try:
+            return self.engine.connect()
+        except sa.exc.OperationalError as exc:
+            raise self._unreachable(exc) from None
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- sync state -----------------------------------------------------------------------------
+
+    def state(self, edge: str, conn: sa.Connection | None = None) -> dict[str, Any] | None:
+        """The edge's sync state row (cursor parsed), or None before its first load."""
+        t = self.tables["sync_state"]
+        stmt = sa.select(t).where(t.c.edge == edge)
+        if conn is None:
+            with self.connect() as c:
+                row = c.execute(stmt).mappings().first()
+        else:
+            row = conn.execute(stmt.with_for_update()).mappings().first()
+        if row is None:
+            return None
+        out = dict(row)
+        out["cursor"] = json.loads(out["cursor"]) if out["cursor"] else None
+        return out
+
+    def states(self) -> list[dict[str, Any]]:
+        t = self.tables["sync_state"]
+        with self.connect() as c:
+            rows = c.execute(sa.select(t).order_by(t.c.edge)).mappings().all()
+        return [dict(r, cursor=json.loads(r["cursor"]) if r["cursor"] else None) for r in rows]
+
+    def note_attempt(self, edge: str, dataset: str, source: str, error: str | None) -> None:
+        """Record that a run of the edge was attempted (and why it failed, when it did)."""
+        self._touch(edge, dataset, source, last_attempt=utcnow(), last_error=error)
+
+    def note_success(self, edge: str, dataset: str, source: str) -> None:
+        """Record a run that found nothing new: the edge is current as of now."""
+        now = utcnow()
+        self._touch(edge, dataset, source, last_attempt=now, last_success=now, last_error=None)
+
+    def _touch(self, edge: str, dataset: str, source: str, **values: Any) -> None:
+        t = self.tables["sync_state"]
+        with self.engine.begin() as conn:
+            if not conn.execute(t.update().where(t.c.edge == edge).values(**values)).rowcount:
+                conn.execute(
+                    t.insert().values(edge=edge, dataset=dataset, source=source, target=self.node, **values)
+                )
+            if values.get("last_success"):
+                self.resolve_runs(edge, conn)
+
+    def reset_cursor(self, edge: str) -> None:
+        """Forget the edge's cursor so the next run reads the whole source (the chain is kept)."""
+        t = self.tables["sync_state"]
+        with self.engine.begin() as conn:
+            conn.execute(t.update().where(t.c.edge == edge).values(cursor=None))
+
+    # -- failed transfers -----------------------------------------------------------------------
+
+    def record_failure(
+        self,
+        *,
+        kind: str,
+        edge: str,
+        dataset: str,
+        source: str,
+        codes: Sequence[str],
+        message_zh: str,
+        message_en: str,
+        where: str = "",
+        batch_id: str | None = None,
+        payload: dict[str, Any] | None = None,
+        conn: sa.Connection | None = None,
+    ) -> int:
+        """Keep a failed batch, run or file until an operator acts; returns its id.
+
+        A failed run of an edge that already has an open failed run counts one more attempt instead
+        of adding a row.
+        """
+        t = self.tables["failed_transfers"]
+        now = utcnow()
+
+        def write(c: sa.Connection) -> int:
+            if kind == "run":
+                open_run = c.execute(
+                    sa.select(t.c.id).where(t.c.edge == edge, t.c.kind == "run", t.c.state == "open")
+                ).first()
+                if open_run:
+                    c.execute(
+                        t.update()
+                        .where(t.c.id == open_run[0])
+                        .values(
+                            attempts=t.c.attempts + 1,
+                            updated_at=now,
+                            codes=",".join(codes),
+                            message_zh=message_zh,
+                            message_en=message_en,
+                            where=where,
+                        )
+                    )
+                    return int(open_run[0])
+            row = failure_row(
+                kind=kind,
+                edge=edge,
+                dataset=dataset,
+                source=source,
+                target=self.node,
+                codes=codes,
+                message_zh=message_zh,
+                message_en=message_en,
+                where=where,
+                batch_id=batch_id,
+                payload=payload,
+                now=now,
+            )
+            res = c.execute(t.insert().values(**row))
+            return int(res.inserted_primary_key[0])
+
+        if conn is not None:
+            return write(conn)
+        with self.engine.begin() as c:
+            return write(c)
+
+    def resolve_runs(self, edge: str, conn: sa.Connection) -> None:
+        """Close the edge's open failed runs once a run succeeds."""
+        t = self.tables["failed_transfers"]
+        conn.execute(
+            t.update()
+            .where(t.c.edge == edge, t.c.kind == "run", t.c.state == "open")
+            .values(state="resolved", updated_at=utcnow())
+        )
+
+    def failures(
+        self,
+        *,
+        dataset: str | None = None,
+        code: str | None = None,
+        kind: str | None = None,
+        state: str | None = "open",
+        edge: str | None = None,
+        since: _dt.datetime | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Failed transfers, newest first, filtered."""
+        t = self.tables["failed_transfers"]
+        stmt = sa.select(t).order_by(t.c.id.desc())
+        if dataset:
+            stmt = stmt.where(t.c.dataset == dataset)
+        if kind:
+            stmt = stmt.where(t.c.kind == kind)
+        if state:
+            stmt = stmt.where(t.c.state == state)
+        if edge:
+            stmt = stmt.where(t.c.edge == edge)
+        if since:
+            stmt = stmt.where(t.c.created_at >= since)
+        if code:
+            like = f"%{code}%"
+            stmt = stmt.where(t.c.codes.like(like))
+        if limit:
+            stmt = stmt.limit(limit)
+        with self.connect() as c:
+            return [dict(r) for r in c.execute(stmt).mappings()]
+
+    def failure(self, failure_id: int) -> dict[str, Any] | None:
+        t = self.tables["failed_transfers"]
+        with self.connect() as c:
+            row = c.execute(sa.select(t).where(t.c.id == failure_id)).mappings().first()
+        return dict(row) if row else None
+
+    def failure_counts(self) -> dict[str, int]:
+        """Open failed transfers per edge."""
+        t = self.tables["failed_transfers"]
+        stmt = sa.select(t.c.edge, sa.func.count()).where(t.c.state == "open").group_by(t.c.edge)
+        with self.connect() as c:
+            return {edge: int(n) for edge, n in c.execute(stmt)}
+
+    # -- records --------------------------------------------------------------------------------
+
+    def count(self, dataset: str) -> int:
+        t = self.tables[dataset]
+        with self.connect() as c:
+            return int(c.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+
+    def record(self, dataset: str, key: str) -> dict[str, Any] | None:
+        t = self.tables[dataset]
+        pk = schemas.get(dataset).key
+        with self.connect() as c:
+            row = c.execute(sa.select(t).where(t.c[pk] == key)).mappings().first()
+        return dict(row) if row else None
+
+    def history(self, dataset: str, key: str) -> list[dict[str, Any]]:
+        t = self.tables[f"{dataset}_history"]
+        pk = schemas.get(dataset).key
+        with self.connect() as c:
+            rows = c.execute(sa.select(t).where(t.c[pk] == key).order_by(t.c._id)).mappings()
+            return [dict(r) for r in rows]
+
+    def loaded(self, batch_id: str) -> bool:
+        t = self.tables["batches"]
+        with self.connect() as c:
+            return c.execute(sa.select(t.c.batch_id).where(t.c.batch_id == batch_id)).first() is not None
+
+    def load_batch(
+        self,
+        *,
+        edge: str,
+        dataset: str,
+        source: str,
+        manifest_json: str,
+        manifest_hash: str,
+        batch_id: str,
+        prev_hash: str,
+        rows: pa.Table,
+        rejected: Sequence[FailedRow],
+        cursor: dict[str, Any] | None,
+    ) -> LoadResult:
+        """Apply one verified batch in one transaction (see the module docstring).
+
+        ``rows`` holds the dataset's fields plus the :data:`META_COLUMNS`; ``prev_hash`` must still be
+        the edge's last manifest hash when the transaction starts, else StoreError BATCH_CHAIN (another
+        run loaded first) and nothing changes.
+        """
+        spec = schemas.get(dataset)
+        result = LoadResult(batch_id=batch_id, rows=rows.num_rows, rejected=len(rejected))
+        ledger = self.tables["batches"]
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(ledger.c.batch_id).where(ledger.c.batch_id == batch_id)).first():
+                result.duplicate = True
+                return result
+            state = self.state(edge, conn)
+            last = state["last_manifest_hash"] if state else ""
+            if last != prev_hash:
+                raise StoreError(
+                    "BATCH_CHAIN",
+                    f"批次链不连续：上一清单应为 {last[:12] or '（无）'}，批次给出 {prev_hash[:12] or '（无）'}",
+                    f"broken chain: previous manifest is {last[:12] or '(none)'}, "
+                    f"the batch names {prev_hash[:12] or '(none)'}",
+                    edge,
+                )
+            now = utcnow()
+            seq = self.next_seq(conn)
+            if rows.num_rows:
+                stamp = pa.repeat(pa.scalar(seq, pa.int64()), rows.num_rows)
+                if SEQ in rows.column_names:
+                    rows = rows.set_column(rows.column_names.index(SEQ), SEQ, stamp)
+                else:
+                    rows = rows.append_column(SEQ, stamp)
+                self._apply(conn, spec, rows, result, now, edge=edge, source=source, batch_id=batch_id)
+            failed = self.tables["failed_transfers"]
+            rejected = self._new_failures(conn, edge, rejected)
+            result.rejected = len(rejected)
+            if rejected:
+                conn.execute(
+                    failed.insert(),
+                    [
+                        failure_row(
+                            kind="row",
+                            edge=edge,
+                            dataset=dataset,
+                            source=source,
+                            target=self.node,
+                            codes=r.codes,
+                            message_zh=r.message_zh,
+                            message_en=r.message_en,
+                            where=r.where,
+                            batch_id=batch_id,
+                            row_number=r.row_number,
+                            row_key=r.key,
+                            payload=r.payload,
+                            digest=failure_digest(edge, r),
+                            now=now,
+                        )
+                        for r in rejected
+                    ],
+                )
+            conn.execute(
+                ledger.insert().values(
+                    batch_id=batch_id,
+                    edge=edge,
+                    dataset=dataset,
+                    source=source,
+                    target=self.node,
+                    manifest=manifest_json,
+                    manifest_hash=manifest_hash,
+                    rows=result.rows,
+                    inserted=result.inserted,
+                    updated=result.updated,
+                    unchanged=result.unchanged,
+                    stale=result.stale,
+                    conflicts=result.conflicts,
+                    rejected=result.rejected,
+                    loaded_at=now,
+                    seq=seq,
+                    key_id=manifest_key_id(manifest_json),
+                )
+            )
+            st = self.tables["sync_state"]
+            failed_now = result.rejected + result.conflicts
+            values: dict[str, Any] = {
+                "last_manifest_hash": manifest_hash,
+                "last_batch_id": batch_id,
+                "last_success": now,
+                "last_attempt": now,
+                "last_error": None,
+            }
+            if cursor is not None:
+                values["cursor"] = json.dumps(cursor)
+            if state is None:
+                conn.execute(
+                    st.insert().values(
+                        edge=edge,
+                        dataset=dataset,
+                        source=source,
+                        target=self.node,
+                        rows_loaded=result.inserted + result.updated,
+                        rows_failed=failed_now,
+                        batches=1,
+                        **values,
+                    )
+                )
+            else:
+                conn.execute(
+                    st.update()
+                    .where(st.c.edge == edge)
+                    .values(
+                        rows_loaded=st.c.rows_loaded + result.inserted + result.updated,
+                        rows_failed=st.c.rows_failed + failed_now,
+                        batches=st.c.batches + 1,
+                        **values,
+                    )
+                )
+            self.resolve_runs(edge, conn)
+        return result
+
+    def next_seq(self, conn: sa.Connection) -> int:
+        """Take the library's next load sequence number inside ``conn``'s transaction.
+
+        The counter's row stays locked until the transaction ends (SQLite's writers are serialized
+        anyway), so sequence numbers follow commit order: a parent that read up to ``n`` never misses
+        a write that commits later, which gets a number above ``n``.
+        """
+        t = self.tables["load_seq"]
+        if not conn.execute(t.update().where(t.c.id == 1).values(seq=t.c.seq + 1)).rowcount:
+            conn.execute(t.insert().values(id=1, seq=1))
+        return int(conn.execute(sa.select(t.c.seq).where(t.c.id == 1)).scalar_one())
+
+    def _new_failures(self, conn: sa.Connection, edge: str, rows: Sequence[FailedRow]) -> list[FailedRow]:
+        """The rejected rows not already kept, open, for this edge (a lookback re-read adds nothing)."""
+        if not rows:
+            return []
+        t = self.tables["failed_transfers"]
+        digests = [failure_digest(edge, r) for r in rows]
+        known: set[str] = set()
+        for start in range(0, len(digests), 500):
+            chunk = digests[start : start + 500]
+            stmt = sa.select(t.c.digest).where(t.c.edge == edge, t.c.state == "open", t.c.digest.in_(chunk))
+            known.update(d for (d,) in conn.execute(stmt))
+        return [r for r, d in zip(rows, digests, strict=True) if d not in known]
+
+
+def _private_database(path: Path) -> None:
+    """Create a SQLite library file readable by its owner only (SQLite gives its -wal and -shm files
+    the database file's mode), and tighten an existing one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(path, 0o600)
+    except OSError:
+        pass  # read-only places fail later with a coded error when the library is opened
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # transactions are begun explicitly (see _sqlite_begin)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.execute("PRAGMA temp_store=MEMORY")
+    cur.close()
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    # Take the write lock at the start, so two loads into one library queue instead of failing midway.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,85 @@
+"""Creating a library's schema, and bringing an older one to :data:`SCHEMA_VERSION`, from one place."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+
+import schemas
+from connectors.sql import mask_url
+from tongban.core.store.tables import METADATA, SCHEMA_VERSION, SEQ, TABLES, StoreError
+
+__all__ = ["migrate"]
+
+
+def _migrate_2(conn: sa.Connection) -> None:
+    """Version 2: records carry the library's load sequence number (``_seq``), the ledger numbers
+    its batches and names the key that signed each; parents read a child by ``(_seq, key)``."""
+    for name in schemas.DATASETS:
+        for table in (name, f"{name}_history"):
+            conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN "{SEQ}" BIGINT NOT NULL DEFAULT 0')
+    conn.exec_driver_sql("ALTER TABLE batches ADD COLUMN seq BIGINT")
+    conn.exec_driver_sql("ALTER TABLE batches ADD COLUMN key_id VARCHAR(16)")
+    ledger = TABLES["batches"]
+    done = conn.execute(
+        sa.select(ledger.c.batch_id, ledger.c.manifest).order_by(ledger.c.loaded_at, ledger.c.batch_id)
+    ).all()
+    numbered = []
+    for seq, (batch_id, manifest) in enumerate(done, start=1):
+        try:
+            kid = json.loads(manifest).get("key_id")
+        except (ValueError, AttributeError):
+            kid = None
+        numbered.append({"b": batch_id, "seq": seq, "kid": kid if isinstance(kid, str) else None})
+    if numbered:
+        conn.execute(
+            ledger.update()
+            .where(ledger.c.batch_id == sa.bindparam("b"))
+            .values(seq=sa.bindparam("seq"), key_id=sa.bindparam("kid")),
+            numbered,
+        )
+    for name, dataset in schemas.DATASETS.items():
+        records = TABLES[name]
+        seq_of = sa.select(ledger.c.seq).where(ledger.c.batch_id == records.c._batch).scalar_subquery()
+        conn.execute(records.update().values({SEQ: sa.func.coalesce(seq_of, 0)}))
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS ix_{name}_synced")
+        conn.exec_driver_sql(f'CREATE INDEX ix_{name}_seq ON "{name}" ("{SEQ}", "{dataset.key}")')
+    conn.exec_driver_sql("CREATE INDEX ix_batches_key_id ON batches (key_id)")
+    seq_table = TABLES["load_seq"]
+    conn.execute(seq_table.delete())
+    conn.execute(seq_table.insert().values(id=1, seq=len(numbered)))
+
+
+# Ordered migrations from one version to the next; a new library is created whole at the latest.
+_MIGRATIONS: dict[int, Any] = {2: _migrate_2}
+
+
+def migrate(engine: sa.Engine) -> int:
+    """Create the library's tables or bring them to :data:`SCHEMA_VERSION`; returns the version."""
+    METADATA.create_all(engine)
+    meta = TABLES["tongban_meta"]
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(meta.c.value).where(meta.c.name == "schema_version")).first()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                "LIBRARY_TOO_NEW",
+                f"库的结构版本 {version} 比本程序支持的 {SCHEMA_VERSION} 新",
+                f"library schema version {version} is newer than this program's {SCHEMA_VERSION}",
+                mask_url(str(engine.url)),
+            )
+        for step in range((version or SCHEMA_VERSION) + 1, SCHEMA_VERSION + 1):
+            _MIGRATIONS[step](conn)
+        seq_table = TABLES["load_seq"]
+        if conn.execute(sa.select(seq_table.c.id)).first() is None:
+            conn.execute(seq_table.insert().values(id=1, seq=0))
+        if version != SCHEMA_VERSION:
+            if row:
+                conn.execute(
+                    meta.update().where(meta.c.name == "schema_version").values(value=str(SCHEMA_VERSION))
+                )
+            else:
+                conn.execute(meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION)))
+    return SCHEMA_VERSION
