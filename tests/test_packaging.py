@@ -59,3 +59,22 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out.strip() == f"tongban {__version__}"
+
+
+def test_readme_layout_names_every_module_of_the_rooms() -> None:
+    """The README's layout section matches the tree: every module of Core, the demo and the adapter."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout") : readme.index("## Development")]
+    rooms = ("tongban/core", "tongban/airflow", "tongban/demo")
+    missing = [
+        str(path.relative_to(ROOT))
+        for room in rooms
+        for path in (ROOT / room).rglob("*.py")
+        if path.name != "__init__.py" and "generate" not in path.relative_to(ROOT).parts
+        if f"`{path.name}`" not in layout and f"{path.name}`" not in layout
+    ]
+    assert missing == [], "name these in README's Layout section"
+    for folder in ("schemas", "connectors", "tongban/core", "tongban/cli", "tongban/demo", "tongban/airflow"):
+        assert f"{folder}/" in layout, folder
+    assert (ROOT / "dags" / ".airflowignore").is_file()
+    assert sorted(p.name for p in (ROOT / "dags").iterdir() if p.suffix == ".py") == ["tongban_exchange.py"]
