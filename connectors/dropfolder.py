@@ -41,7 +41,7 @@ import os
 import shutil
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -83,6 +83,9 @@ class DropFile:
     mtime_ns: int
     inode: int
     device: int
+    #: SHA-256 of the content as read, when known: a file rewritten in place that kept its size and mtime
+    #: (``cp -p``, ``touch -r``, ``rsync --inplace -t``) is then still told apart before it is archived.
+    digest: str | None = None
 
     @classmethod
     def from_stat(cls, path: Path, info: os.stat_result) -> DropFile:
@@ -113,24 +116,40 @@ class DropFile:
             "mtime_ns": self.mtime_ns,
             "inode": self.inode,
             "device": self.device,
+            "digest": self.digest,
         }
 
     @classmethod
     def from_dict(cls, path: str | Path, fingerprint: dict[str, Any]) -> DropFile:
         f = fingerprint
         mtime = f.get("mtime", f["mtime_ns"] / 1e9)
+        digest = f.get("digest")
         return cls(
-            Path(path), int(f["size"]), float(mtime), int(f["mtime_ns"]), int(f["inode"]), int(f["device"])
+            Path(path),
+            int(f["size"]),
+            float(mtime),
+            int(f["mtime_ns"]),
+            int(f["inode"]),
+            int(f["device"]),
+            str(digest) if digest else None,
         )
+
+    def with_digest(self) -> DropFile:
+        """This fingerprint with the content's SHA-256 (read now: call it right after reading the file)."""
+        return replace(self, digest=self.sha256)
 
     @cached_property
     def sha256(self) -> str:
         """Hex SHA-256 of the content, computed on first use (files can be hundreds of MB)."""
-        digest = hashlib.sha256()
-        with self.path.open("rb") as fh:
-            while chunk := fh.read(HASH_CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return _sha256(self.path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _not_found(folder: Path) -> ExtractError:
@@ -244,6 +263,8 @@ def _move(
         )
     if expect is not None and not expect.matches(info):
         return None
+    if expect is not None and expect.digest is not None and _sha256(file) != expect.digest:
+        return None  # rewritten in place with the same size and time: not the file that was read
     marker = file.with_name(f"{file.name}{MARKER}")
     companions = tuple(c for c in (companion, MARKER if marker.is_file() else None) if c)
     try:

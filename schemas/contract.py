@@ -65,20 +65,21 @@ class Field:
     max_length: int | None = None
     codes: tuple[str, ...] = ()  # allowed values for Kind.CODE (empty: no list)
     code_rule: str = "STATUS_INVALID"  # the rule a value outside ``codes`` breaks
-    #: Sensitivity that follows the value: personal data when another field of the row has this value
-    #: (a license holder's name and code are a person's name and ID number when the holder is a person).
-    personal_when: tuple[str, str] | None = None
+    #: Sensitivity that follows the value: the field is personal data *unless* another field of the row
+    #: has this value (a license holder's name and code are public only for a business holder, 001;
+    #: for a person, or a code type nobody recognised, they are a name and an ID number).
+    public_when: tuple[str, str] | None = None
 
     def sensitivity_in(self, row: Mapping[str, object]) -> Sensitivity:
-        """The field's sensitivity in ``row``: declared, or personal when ``personal_when`` holds.
+        """The field's sensitivity in ``row``: with ``public_when``, personal unless it holds.
 
-        >>> f = Field("holder_name", Kind.TEXT, "持证主体", "", personal_when=("holder_code_type", "111"))
-        >>> f.sensitivity_in({"holder_code_type": "111"}), f.sensitivity_in({"holder_code_type": "001"})
-        (<Sensitivity.PERSONAL: 'personal'>, <Sensitivity.PUBLIC: 'public'>)
+        >>> f = Field("holder_name", Kind.TEXT, "持证主体", "", public_when=("holder_code_type", "001"))
+        >>> [f.sensitivity_in({"holder_code_type": t}).value for t in ("001", "111", "1", None)]
+        ['public', 'personal', 'personal', 'personal']
         """
-        if self.sensitivity is Sensitivity.PUBLIC and self.personal_when is not None:
-            other, value = self.personal_when
-            if str(row.get(other) or "").strip() == value:
+        if self.public_when is not None:
+            other, value = self.public_when
+            if str(row.get(other) or "").strip() != value:
                 return Sensitivity.PERSONAL
         return self.sensitivity
 
@@ -99,8 +100,8 @@ class Field:
             meta["max_length"] = str(self.max_length)
         if self.codes:
             meta["codes"] = ",".join(self.codes)
-        if self.personal_when:
-            meta["personal_when"] = "=".join(self.personal_when)
+        if self.public_when:
+            meta["public_when"] = "=".join(self.public_when)
         return pa.field(self.name, self.type, nullable=not self.required, metadata=meta)
 
 

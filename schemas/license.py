@@ -13,7 +13,7 @@ from schemas.standards import gb32100, gbt36904
 from schemas.standards.arrays import valid_mask
 from schemas.validate import Checker
 
-__all__ = ["DATASET", "HOLDER_CODE_TYPES", "PERSON_HOLDER", "STATUSES"]
+__all__ = ["BUSINESS_HOLDER", "DATASET", "HOLDER_CODE_TYPES", "STATUSES"]
 
 STATUSES = {
     "01": "有效",
@@ -27,8 +27,9 @@ STATUSES = {
 }
 HOLDER_CODE_TYPES = {"111": "公民身份号码", "001": "统一社会信用代码"}
 VALID = "01"
-#: A holder who is a person: their name, ID number and the license's printed fields are personal data.
-PERSON_HOLDER = ("holder_code_type", "111")
+#: Only a business holder's name, code and printed fields are public; a person's (111) are personal data,
+#: and so are those of a holder whose code type is not recognised (masked when in doubt).
+BUSINESS_HOLDER = ("holder_code_type", "001")
 
 FIELDS = (
     Field(
@@ -47,17 +48,17 @@ FIELDS = (
         "holder_name",
         Kind.TEXT,
         "持证主体",
-        "Holder's name (a person's name when holder_code_type is 111: personal)",
+        "Holder's name (public only for a business holder, holder_code_type 001)",
         max_length=256,
-        personal_when=PERSON_HOLDER,
+        public_when=BUSINESS_HOLDER,
     ),
     Field(
         "holder_code",
         Kind.IDENTIFIER,
         "持证主体代码",
-        "Holder's ID number or USCC (an ID number when holder_code_type is 111: personal)",
+        "Holder's ID number or USCC (public only for a business holder, holder_code_type 001)",
         max_length=18,
-        personal_when=PERSON_HOLDER,
+        public_when=BUSINESS_HOLDER,
     ),
     Field(
         "holder_code_type",
@@ -84,9 +85,9 @@ FIELDS = (
         "surface",
         Kind.JSON,
         "照面信息",
-        "JSON object of the printed fields (a person's, when holder_code_type is 111: personal)",
+        "JSON object of the printed fields (public only for a business holder, holder_code_type 001)",
         required=False,
-        personal_when=PERSON_HOLDER,
+        public_when=BUSINESS_HOLDER,
     ),
     Field("updated_at", Kind.TIMESTAMP, "更新时间", "Last change in the source system (with UTC offset)"),
 )

@@ -40,8 +40,8 @@ def render_dataset(dataset: Dataset) -> str:
         else:
             codes = f"≤ {f.max_length}" if f.max_length else ""
         sensitivity = str(f.sensitivity)
-        if f.personal_when:
-            sensitivity += f" (personal when `{f.personal_when[0]}` = `{f.personal_when[1]}`)"
+        if f.public_when:
+            sensitivity = f"personal unless `{f.public_when[0]}` = `{f.public_when[1]}`"
         lines.append(
             f"| `{f.name}` | {f.label} | {f.kind} | {f.type} | {'yes' if f.required else 'no'} | "
             f"{sensitivity} | {codes} | {_cell(f.description)} |"

@@ -1,8 +1,9 @@
 """Mask personal and sensitive values before a person sees them (CLI, page, API answers).
 
 Sensitivity follows the value, not only the field's name: a field the contract marks personal or
-sensitive is masked, a field that is personal in this row (a license holder who is a person) is
-masked, and any text anywhere that carries an identity number has the number masked.
+sensitive is masked, a field that is personal in this row (a license holder who is not a business) is
+masked, a column the contract does not know is masked (nobody vouched for it), and any text anywhere
+that carries an identity number has the number masked.
 
 >>> mask_value("11010519491231002X")
 '1101**********002X'
@@ -17,6 +18,8 @@ masked, and any text anywhere that carries an identity number has the number mas
 >>> person = {"holder_code_type": "111", "holder_code": "11010519491231002X", "holder_name": "蒋秀珍"}
 >>> mask_row("license", person)["holder_name"], mask_row("license", person)["holder_code"]
 ('蒋*珍', '1101**********002X')
+>>> mask_row("license", {**person, "holder_code_type": "1"})["holder_name"]  # unrecognised: masked
+'蒋*珍'
 >>> firm = {"holder_code_type": "001", "holder_code": "91110000600037341L", "holder_name": "某某公司"}
 >>> mask_row("license", firm)["holder_code"]
 '91110000600037341L'
@@ -95,8 +98,9 @@ def _mask_json_text(text: str) -> str:
 def mask_row(dataset: str, row: dict[str, Any], *, reveal: bool = False) -> dict[str, Any]:
     """A copy of ``row`` with its personal and sensitive values masked (unless ``reveal``).
 
-    A field is masked when the contract marks it non-public, or when it is personal in this row
-    (``personal_when``); every other text has identity numbers masked inside it.
+    A field is masked when the contract marks it non-public, when it is personal in this row
+    (``public_when`` does not hold), or when the contract does not know it; every other text has
+    identity numbers masked inside it.
     """
     if reveal:
         return dict(row)
@@ -107,7 +111,9 @@ def mask_row(dataset: str, row: dict[str, Any], *, reveal: bool = False) -> dict
     out: dict[str, Any] = {}
     for k, v in row.items():
         field = spec.field(k) if k in known else None
-        if field is not None and field.sensitivity_in(row) is not Sensitivity.PUBLIC:
+        if field is None:
+            out[k] = mask_value(v) if isinstance(v, str) else mask_any(v)
+        elif field.sensitivity_in(row) is not Sensitivity.PUBLIC:
             if field.kind is Kind.JSON and isinstance(v, str):
                 out[k] = _mask_json_text(v)
             else:

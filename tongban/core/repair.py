@@ -2,11 +2,13 @@
 
 Once a key is revoked, no new batch signed by it loads. What it signed before revocation may still be
 in the libraries: forged records that overwrote a county's own, or that took a key first and so block
-the honest owner's row as an owner conflict. :func:`repair_key` finds every batch the key signed in
-every library of the exchange, removes the records those batches wrote (and the copies forwarded up
-from them, matched by key and leaf hash) into history with reason ``revoked``, keeps each such batch
-as a failed transfer, and resets the cursors of the edges into the affected libraries, so the next
-sync re-pulls everything from the owners (a re-read of unchanged rows is a no-op).
+the honest owner's row as an owner conflict. A node's key seals the batches it sends up, so only the
+libraries *above* the node can hold what a thief signed. :func:`repair_key` finds every batch the key
+signed in the node's parent, removes the records those batches wrote — and their copies forwarded
+further up, matched by key and leaf hash — into history with reason ``revoked``, keeps each such batch
+as a failed transfer, and resets the cursors of the edges from the node and of the edges whose honest
+rows a forged record blocked, so the next sync re-pulls them from the owners' own libraries (which the
+repair never touches; a re-read of unchanged rows is a no-op).
 
 The operator's procedure (README, "After a key compromise"): rotate the node's key, revoke the
 compromised one, ``tongban keys repair KEY_ID``, then sync (or let Airflow's next runs do it).
@@ -27,7 +29,6 @@ from tongban.core.trust import TrustError, TrustList
 
 __all__ = ["repair_key"]
 
-_LEVEL_ORDER = {"county": 0, "province": 1, "national": 2}
 _CHUNK = 500
 
 
@@ -57,35 +58,63 @@ def repair_key(
             f"key {key_id} is not revoked: run `tongban keys revoke {key_id} --reason …` first",
             key_id,
         )
-    order = sorted(ex.nodes.values(), key=lambda n: (_LEVEL_ORDER.get(n.level, 9), n.code))
+    # A node's key seals its own loads and the batches it sends up: only the libraries above it can
+    # hold what a thief signed with it. Its own library (and everything below) is left as it is: it is
+    # where the genuine records are re-pulled from.
+    above: list[str] = []
+    parent = ex.nodes[entry.node].parent if entry.node in ex.nodes else None
+    while parent is not None:
+        above.append(parent)
+        parent = ex.nodes[parent].parent
     forged: dict[str, set[tuple[str, str]]] = {name: set() for name in schemas.DATASETS}
     signed: dict[str, list[dict[str, Any]]] = {}
     libs: dict[str, Library] = {}
-    for node in order:
-        lib = library(node.code)
+    for code in above:
+        lib = library(code)
         lib.migrate()
-        libs[node.code] = lib
-        signed[node.code] = batches_signed_by(lib, key_id)
+        libs[code] = lib
+        signed[code] = [b for b in batches_signed_by(lib, key_id) if b["source"] == entry.node]
         for dataset in schemas.DATASETS:
-            ids = [b["batch_id"] for b in signed[node.code] if b["dataset"] == dataset]
+            ids = [b["batch_id"] for b in signed[code] if b["dataset"] == dataset]
             forged[dataset] |= written_by(lib, dataset, ids)
     report = []
-    for node in order:
-        lib = libs[node.code]
+    for code in above:
+        lib = libs[code]
         removed = 0
         for dataset, pairs in forged.items():
             if pairs:
                 removed += quarantine_records(lib, dataset, pairs, dry_run=dry_run)
-        edges = [e.id for e in ex.edges_into(node.code)] if removed or signed[node.code] else []
+        # Re-pull from the key's node, and from every owner whose honest row a forged one blocked.
+        edges = sorted(
+            {e.id for e in ex.edges_into(code) if e.source == entry.node and (removed or signed[code])}
+            | blocked_edges(lib, forged)
+        )
         if not dry_run:
-            for batch in signed[node.code]:
+            for batch in signed[code]:
                 _keep_as_failure(lib, batch, key_id)
             for edge in edges:
                 lib.reset_cursor(edge)
-        report.append(
-            {"node": node.code, "batches": len(signed[node.code]), "records": removed, "edges_reset": edges}
-        )
+        report.append({"node": code, "batches": len(signed[code]), "records": removed, "edges_reset": edges})
+    # Every other library is left untouched (listed, so a reader sees it was not forgotten).
+    report += [
+        {"node": code, "batches": 0, "records": 0, "edges_reset": []}
+        for code in ex.nodes
+        if code not in above
+    ]
     return {"key_id": key_id, "node": entry.node, "dry_run": dry_run, "libraries": report}
+
+
+def blocked_edges(lib: Library, forged: dict[str, set[tuple[str, str]]]) -> set[str]:
+    """Edges with an open OWNER_CONFLICT on a key a forged record held: their rows were blocked."""
+    keys = {dataset: {k for k, _ in pairs} for dataset, pairs in forged.items() if pairs}
+    if not keys:
+        return set()
+    t = lib.tables["failed_transfers"]
+    stmt = sa.select(t.c.edge, t.c.dataset, t.c.row_key).where(
+        t.c.state == "open", t.c.codes.like("%OWNER_CONFLICT%")
+    )
+    with lib.connect() as c:
+        return {edge for edge, dataset, key in c.execute(stmt) if key in keys.get(dataset, ())}
 
 
 def batches_signed_by(lib: Library, key_id: str) -> list[dict[str, Any]]:

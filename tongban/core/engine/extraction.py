@@ -143,9 +143,17 @@ def _extract(
         libs.get(edge.source).migrate()
         keep = {*spec.names, "_owner"}
         # Exact: the child numbers its loads in commit order, so nothing is missed or sent twice.
+        # Only records owned by the source or a node below it travel up: records that came down to it
+        # (read-only foreign records) or of a node no longer in the exchange stay where they are.
+        table, query = plan.dataset, None
+        owners = sorted(ex.below(edge.source))
+        if not set(ex.nodes) <= set(owners):
+            listed = ", ".join(f"'{code}'" for code in owners)  # node codes: six digits, checked on load
+            table, query = None, f'SELECT * FROM "{plan.dataset}" WHERE "_owner" IN ({listed})'
         stream = read_sql_incremental(
             ex.library_url(edge.source, resolve_conn),
-            table=plan.dataset,
+            table=table,
+            query=query,
             cursor_column=SEQ,
             key_column=spec.key,
             after=after,
@@ -216,7 +224,9 @@ def _extract_file(
         (run / name).unlink(missing_ok=True)
         left.append(LeftFile(str(drop.path), "changed while it was read"))
         return None
-    if problem is not None:
+    if problem is None:
+        drop = drop.with_digest()  # what was read, to tell a same-size, same-time rewrite apart later
+    else:
         (run / name).unlink(missing_ok=True)
         if not quarantine_file(target, plan, drop, problem, quarantined):
             left.append(LeftFile(str(drop.path), "changed while it was read"))

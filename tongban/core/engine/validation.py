@@ -38,9 +38,12 @@ from tongban.core.engine.records import (
     write,
 )
 from tongban.core.errors import SyncError
-from tongban.core.store import dumps
+from tongban.core.store import META_COLUMNS, SEQ, dumps
 
 __all__ = ["validate"]
+
+#: Columns of a library's rows that are not the dataset's: never taken from a local system's extract.
+_META = {*META_COLUMNS, SEQ}
 
 
 class _FileRefused(Exception):
@@ -123,8 +126,11 @@ def _validate_part(
         for j, raw in enumerate(read_batches(run / part.file)):
             check(cancel)
             table = pa.Table.from_batches([raw])
-            owners = table.column("_owner") if "_owner" in table.column_names else None
-            mapped = plan.mapping.apply(table.drop_columns(["_owner"]) if owners is not None else table)
+            # A library's rows carry their owners; a local system's rows are all the county's, whatever
+            # columns its extract happens to have (a file exported from a library keeps its meta columns).
+            owners = table.column("_owner") if plan.owner is None and "_owner" in table.column_names else None
+            meta = [name for name in table.column_names if name in _META]
+            mapped = plan.mapping.apply(table.drop_columns(meta))
             try:
                 result = validator.validate(mapped)
             except ContractError as exc:
@@ -143,7 +149,11 @@ def _validate_part(
                     reports.append(report)
                 else:
                     flags[i] = ",".join(report.codes)
-            payloads = _payloads(mapped, np.array(bad_rows, dtype=np.int64)) if bad_rows else []
+            fields = [name for name in spec.names if name in mapped.column_names]
+            picked = np.array(bad_rows, dtype=np.int64)
+            # Only the dataset's fields are kept: columns the mapping does not map (a register's phone
+            # number, a former name) are nobody's business here.
+            payloads = _payloads(mapped.select(fields), picked) if bad_rows else []
             for report, payload in zip(reports, payloads, strict=True):
                 line = {
                     "batch": j,
