@@ -64,8 +64,9 @@ from schemas.validate import Validator
 from tongban.core import engine
 from tongban.core.config import Exchange, load_exchange
 from tongban.core.engine import extraction, loading, runs, sealing, validation
-from tongban.core.initialize import initialize
-from tongban.core.store import META_COLUMNS, Library
+from tongban.core.initialize import initialize, root_public_key
+from tongban.core.store import META_COLUMNS, SEQ, Library
+from tongban.core.trust import KeyStore, TrustList
 from tongban.demo.generate import LAYOUTS, local_rows, population_table, write_mapping
 
 NATIONAL, PROVINCE, COUNTY = "000000", "630000", "630104"
@@ -164,6 +165,7 @@ class Target(abc.ABC):
 
     def __init__(self) -> None:
         self.made: list[str] = []
+        self.root_key: str | None = None  # pinned in each fresh library, as `tongban init` does
 
     @abc.abstractmethod
     def _new_url(self) -> str:
@@ -176,6 +178,8 @@ class Target(abc.ABC):
         lib = Library(url, COUNTY)
         try:
             lib.migrate()
+            if self.root_key:  # as `tongban init` does: the library trusts lists from this root only
+                lib.pin_root(self.root_key)
         finally:
             lib.dispose()
         self.made.append(url)
@@ -468,8 +472,9 @@ def baseline_rows(valid: list[pa.Table]) -> pa.Table:
         "_source": pa.repeat(pa.scalar(SYSTEM), n),
         "_flags": table.column("_flags"),
         "_synced_at": pa.repeat(now, n),
+        SEQ: pa.repeat(pa.scalar(1, pa.int64()), n),  # one load: one load sequence number
     }
-    assert list(meta) == list(META_COLUMNS)
+    assert list(meta) == [*META_COLUMNS, SEQ]
     return pa.table({**{c: table.column(c) for c in names}, **meta})
 
 
@@ -659,9 +664,9 @@ def step(name, fn):
     return run
 
 
-from tongban.core.engine import runs as steps
+from tongban.core.engine import runs as run_steps
 for name in ("extract", "validate", "seal", "load"):
-    setattr(steps, name, step(name, getattr(steps, name)))
+    setattr(run_steps, name, step(name, getattr(run_steps, name)))
 ex = load_exchange(config)
 with engine.Libraries(ex) as libs:
     libs.get(county).migrate()
@@ -790,6 +795,9 @@ def main() -> None:
         os.environ[LIB_ENV] = lite.fresh()  # initialize needs every library reachable
         initialize(ex)  # keys and the signed trust list
         lite.forget(os.environ[LIB_ENV])
+        root_key = root_public_key(KeyStore(ex.keys_dir), TrustList.load(ex.trust_list))
+        for target in targets:
+            target.root_key = root_key
         mem_target: Target = targets[0]
 
         if args.memory_only:

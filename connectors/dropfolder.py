@@ -7,7 +7,8 @@ Only completed files are read. A file in ``folder`` (matching ``pattern``) is pe
 - a sibling ``<name>.lock`` exists (the writer still holds it);
 - it changed less than ``settle_seconds`` ago (mtime newer than ``now - settle_seconds``; by default
   :data:`DEFAULT_SETTLE_SECONDS`, a minute, so that a file still being written is not read);
-- the folder uses ``.done`` markers (any ``*.done`` next to it) and its ``<name>.done`` is missing;
+- the folder uses ``.done`` markers (any ``*.done`` next to it, or seen there before: a hidden
+  ``.uses-done-markers`` remembers it once the markers were archived) and its ``<name>.done`` is missing;
 - its suffix is not a format :mod:`connectors.files` reads (markers and locks never are);
 - it is not a regular file (a symbolic link, even to a file, is never read nor moved);
 - it lies under ``archive/`` or ``failed/``, where loaded and rejected files go.
@@ -34,6 +35,7 @@ cannot be changed (a file or folder owned by another account) is left as it is.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -152,6 +154,23 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: Left in a folder once it has been seen to use ``.done`` markers: archiving moves the markers away,
+#: and the folder must not then be taken for one without (a stalled upload would be read half).
+USES_MARKERS = ".uses-done-markers"
+
+
+def _uses_markers(here: Path) -> bool:
+    """Whether ``here`` uses ``.done`` markers: one is there now, or one was seen there before."""
+    memo = here / USES_MARKERS
+    if memo.exists():
+        return True
+    if any(here.glob(f"*{MARKER}")):
+        with contextlib.suppress(OSError):  # a read-only folder: the marker itself still says so now
+            memo.touch()
+        return True
+    return False
+
+
 def _not_found(folder: Path) -> ExtractError:
     return ExtractError("DROP_NOT_FOUND", "找不到投放目录", "drop folder not found", str(folder))
 
@@ -187,7 +206,7 @@ def pending_files(
         if (here / f"{name}.lock").exists():
             continue
         if here not in uses_done:
-            uses_done[here] = any(here.glob(f"*{MARKER}"))
+            uses_done[here] = _uses_markers(here)
         if uses_done[here] and not (here / f"{name}{MARKER}").exists():
             continue
         found.append(DropFile.from_stat(path, info))

@@ -17,6 +17,7 @@ before that is known.
 from __future__ import annotations
 
 import codecs
+import collections
 import csv
 import json
 import re
@@ -43,6 +44,8 @@ CSV_MAX_BLOCK_BYTES = 64 << 20
 JSONL_MAX_LINE_BYTES = 64 << 20
 #: The most distinct keys a JSONL file may use (every batch holds a value, or null, for each).
 JSONL_MAX_COLUMNS = 10_000
+#: A CSV header with more columns than this is refused (no dataset has more than a few dozen fields).
+CSV_MAX_COLUMNS = 10_000
 #: A JSONL batch is handed out once its lines hold this many bytes, even if short of ``batch_size`` rows.
 JSONL_BATCH_BYTES = 64 << 20
 #: ... or once it holds this many values (rows x keys, nulls included).
@@ -209,7 +212,15 @@ _ROW_ECHO = re.compile(r"(Expected \d+ columns, got \d+).*", re.DOTALL)
 
 def _read_csv(path: Path, batch_size: int, encoding: str) -> Iterator[pa.RecordBatch]:
     header = _csv_header(path, encoding)
-    dupes = sorted({h for h in header if header.count(h) > 1})
+    if len(header) > CSV_MAX_COLUMNS:
+        raise ExtractError(
+            "FILE_TOO_MANY_COLUMNS",
+            f"表头有 {len(header)} 列，超过上限 {CSV_MAX_COLUMNS}",
+            f"the header has {len(header)} columns, more than the limit of {CSV_MAX_COLUMNS}",
+            f"{path}:1",
+        )
+    counts = collections.Counter(header)
+    dupes = sorted(h for h, n in counts.items() if n > 1)
     if dupes:
         raise ExtractError(
             "FILE_HEADER",

@@ -218,7 +218,10 @@ def test_rotation_overlap_and_expiry(store: KeyStore, trust_path: Path) -> None:
     inside = _seal(
         store, leaves, key_id=old_kid, private_key=old_key, created_at=rotated + dt.timedelta(days=3)
     )
-    verify(inside, trust, expected_prev="", leaves=leaves, now=later)
+    verify(inside, trust, expected_prev="", leaves=leaves, now=rotated + dt.timedelta(days=4))
+    with pytest.raises(ManifestError) as err:  # loaded after the key expired: no longer
+        verify(inside, trust, expected_prev="", leaves=leaves, now=later)
+    assert _code(err) == "BATCH_KEY_EXPIRED"
     outside = _seal(
         store, leaves, key_id=old_kid, private_key=old_key, created_at=rotated + dt.timedelta(days=8)
     )

@@ -559,7 +559,9 @@ def test_a_batch_can_take_another_edges_batch_id_and_silently_block_that_edge(
     uri_a, run_a = _prepared(w, w.edge(h.A, h.QINGHAI))
     engine.seal(w.ex, uri_a)
     _resign(run_a, h.A, KeyStore(w.ex.keys_dir), batch_id=b_id)  # A's own rows, on A's own edge
-    engine.load(w.ex, uri_a)
+    with pytest.raises(SyncError) as err:  # the id is not the one A's edge, chain and root give
+        engine.load(w.ex, uri_a)
+    assert err.value.code == "BATCH_ID"
     engine.load(w.ex, uri_b)
     w.sync(w.edge(h.B, h.QINGHAI))
     w.sync(w.edge(h.B, h.QINGHAI))

@@ -240,3 +240,20 @@ def test_repair_after_a_key_compromise(world: Any, h: Any, capsys: pytest.Captur
     assert ("BATCH_KEY_REVOKED", "batch") in kinds
     assert main(["keys", "repair", "0" * 16, "--config", config]) == 2  # unknown key: a coded refusal
     assert main(["keys", "repair", keys.current(h.B), "--config", config]) == 2  # not revoked
+
+
+def test_rotating_the_root_key_repins_the_libraries(
+    world: Any, h: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After `keys rotate 000000` the list is signed by the new root key and every library trusts it."""
+    from tongban.cli import main
+
+    w = world
+    config = str(w.root / "exchange.yaml")
+    before = w.lib(h.QINGHAI).pinned_root()
+    assert main(["keys", "rotate", h.NATIONAL, "--config", config]) == 0
+    assert w.lib(h.QINGHAI).pinned_root() != before
+    row = w.registers[h.A].rows()[0]
+    w.registers[h.A].update(row["sfzh"], xm="新名字", gxsj="2025-03-01 11:00:00")
+    w.sync_all()
+    assert w.lib(h.NATIONAL).record(P, row["sfzh"])["name"] == "新名字"

@@ -56,8 +56,23 @@ def _rotate(ex: Any, args: argparse.Namespace, out: TextIO) -> None:
 
     node = _needs_target(args, "请指定节点代码", "name the node to rotate")
     ex.node(node)
-    new = trust.rotate(trust.KeyStore(ex.keys_dir), ex.trust_list, node, overlap_seconds=args.overlap)
-    _say(out, args.json, {"node": node, "key_id": new}, f"{node} 新密钥 new key {new}")
+    keys = trust.KeyStore(ex.keys_dir)
+    new = trust.rotate(keys, ex.trust_list, node, overlap_seconds=args.overlap)
+    repinned = 0
+    if node == ex.trust_root:  # the libraries trust lists from the new root key from now on
+        from tongban.core import engine
+        from tongban.core.initialize import root_public_key
+
+        root_key = root_public_key(keys, trust.TrustList.load(ex.trust_list))
+        with engine.Libraries(ex) as libs:
+            repinned = sum(libs.get(code).pin_root(root_key, replace=True) for code in ex.nodes)
+    _say(
+        out,
+        args.json,
+        {"node": node, "key_id": new, "libraries_repinned": repinned},
+        f"{node} 新密钥 new key {new}"
+        + (f"（{repinned} 个库已重新固定根公钥 libraries re-pinned）" if repinned else ""),
+    )
 
 
 def _revoke(ex: Any, args: argparse.Namespace, out: TextIO) -> None:

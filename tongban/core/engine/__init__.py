@@ -23,7 +23,7 @@ from tongban.core.engine.extraction import extract
 from tongban.core.engine.libraries import Libraries
 from tongban.core.engine.loading import load
 from tongban.core.engine.overview import status
-from tongban.core.engine.runs import record_run_failure, sync_edge
+from tongban.core.engine.runs import discard_run, record_run_failure, sync_edge
 from tongban.core.engine.sealing import hash_columns, seal
 from tongban.core.engine.validation import validate
 from tongban.core.errors import SyncError
@@ -31,6 +31,7 @@ from tongban.core.errors import SyncError
 __all__ = [
     "Libraries",
     "SyncError",
+    "discard_run",
     "extract",
     "hash_columns",
     "hex_column",

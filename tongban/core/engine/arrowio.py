@@ -3,7 +3,7 @@ a time (not mapped: memory stays per batch), and damaged files reported with a c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -81,14 +81,22 @@ def _missing(path: Path) -> spool.SpoolError:
     )
 
 
-def read_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    """The record batches of an IPC file, one read at a time.
+def _require(path: Path, schema: pa.Schema, columns: Iterable[str] | None) -> None:
+    missing = [c for c in columns or () if c not in schema.names]
+    if missing:
+        raise spool.corrupt(path, ValueError(f"not the step's file: no column {', '.join(missing[:5])}"))
 
-    A file that is missing, truncated or not Arrow IPC is SPOOL_MISSING / SPOOL_CORRUPT (permanent).
+
+def read_batches(path: Path, require: Iterable[str] | None = None) -> Iterator[pa.RecordBatch]:
+    r"""The record batches of an IPC file, one read at a time.
+
+    A file that is missing, truncated, not Arrow IPC, or without the ``require``\ d columns (another
+    step's file in its place) is SPOOL_MISSING / SPOOL_CORRUPT (permanent).
     """
     try:
         with pa.OSFile(str(path)) as source:
             reader = pa.ipc.open_file(source)
+            _require(path, reader.schema, require)
             for i in range(reader.num_record_batches):
                 yield reader.get_batch(i)
     except FileNotFoundError:
@@ -97,11 +105,13 @@ def read_batches(path: Path) -> Iterator[pa.RecordBatch]:
         raise spool.corrupt(path, exc) from None
 
 
-def read_batch(path: Path, index: int) -> pa.RecordBatch:
+def read_batch(path: Path, index: int, require: Iterable[str] | None = None) -> pa.RecordBatch:
     """Batch ``index`` of an IPC file (SPOOL_MISSING / SPOOL_CORRUPT as :func:`read_batches`)."""
     try:
         with pa.OSFile(str(path)) as source:
-            return pa.ipc.open_file(source).get_batch(index)
+            reader = pa.ipc.open_file(source)
+            _require(path, reader.schema, require)
+            return reader.get_batch(index)
     except FileNotFoundError:
         raise _missing(path) from None
     except (pa.ArrowException, OSError, IndexError) as exc:

@@ -82,6 +82,8 @@ def _extract(
     target = libs.get(edge.target)
     target.migrate()
     started = time.time()
+    # Runs of this edge that never finished and are older than a day will never load: their rows go.
+    spool.abandon_older(run.parent, keep=run.name, started=started - spool.STALE_AFTER)
     if run.exists():
         shutil.rmtree(run)  # a retried extract starts over
     spool.private_dir(run)

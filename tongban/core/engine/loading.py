@@ -42,8 +42,9 @@ from tongban.core.engine.records import (
 )
 from tongban.core.engine.sealing import hash_columns
 from tongban.core.errors import SyncError
+from tongban.core.masking import mask_text
 from tongban.core.store import FailedRow, Library, StoreError
-from tongban.core.trust import TrustList
+from tongban.core.trust import TrustList, from_b64url, from_iso
 from tongban.core.trust.manifest import Manifest, ManifestError, schema_fingerprint, verify
 from tongban.core.trust.merkle import row_hashes
 
@@ -94,7 +95,7 @@ def _load(
     extracted = read(run / "extract.json", ExtractRecord)
     validated = read(run / "validate.json", ValidateRecord)
     sealed = read(run / "sealed.json", SealRecord).manifests
-    trust = TrustList.load(ex.trust_list)
+    trust = trusted_list(ex, lib)
     cols = hash_columns(plan.dataset)
     schema_id = schema_fingerprint(spec.schema)
     totals = dict.fromkeys((*_COUNTERS, "duplicates"), 0)
@@ -107,7 +108,7 @@ def _load(
         manifest = Manifest.from_json(json.dumps(entry.manifest))
         file = validated.parts[p].file
         assert file is not None
-        table = pa.Table.from_batches([read_batch(run / file, entry.batch)])
+        table = pa.Table.from_batches([read_batch(run / file, entry.batch, require=[*cols, "_flags"])])
         return manifest, table, row_hashes(table, cols)
 
     # The next batch is read and hashed on a worker thread while the current one is written.
@@ -121,10 +122,11 @@ def _load(
         for entry in entries:
             check(cancel)  # between batches: each batch's transaction is whole or absent
             manifest, table, leaves = next(prepared)
-            if lib.loaded(manifest.batch_id):
+            if lib.loaded(manifest.batch_id, edge.id, manifest.hash):
                 totals["duplicates"] += 1
                 continue
             state = lib.state(edge.id)
+            last = lib.last_manifest(edge.id)
             try:
                 verify(
                     manifest,
@@ -137,6 +139,7 @@ def _load(
                     edge=edge.id,
                     target=edge.target,
                     dataset=plan.dataset,
+                    not_before=from_iso(last["created_at"]) if last and last.get("created_at") else None,
                 )
                 problem = _owner_problem(ex, plan, manifest, table)
                 if problem is not None:
@@ -195,14 +198,32 @@ def _load(
         started_at=meta.started_at,
         full=meta.full,
         **totals,
+        # File names may hold an identity number (one file per application): masked, like every output.
         quarantined=[
-            {"file": Path(q.file).name, "code": q.code}
+            {"file": mask_text(Path(q.file).name), "code": q.code}
             for q in (*extracted.quarantined, *validated.quarantined)
         ],
-        left=[{"file": Path(f.file).name, "why": f.why} for f in left],
+        left=[{"file": mask_text(Path(f.file).name), "why": f.why} for f in left],
         archived=archived,
         finished_at=now().isoformat(),
     )
+
+
+def trusted_list(ex: Exchange, lib: Library) -> TrustList:
+    """The trust list, checked against the root key the library pinned at init (TRUST_UNPINNED when it
+    has none: a list signed by any other root key — a swapped file — is refused, TRUST_SIGNATURE)."""
+    pin = lib.pinned_root()
+    if pin is None:
+        raise SyncError(
+            "TRUST_UNPINNED",
+            f"节点 {lib.node} 的库中没有固定的根公钥：先运行 tongban init",
+            f"the library of node {lib.node} has no pinned root key: run `tongban init` first",
+            lib.node,
+        )
+    try:
+        return TrustList.load(ex.trust_list, root_public_key=from_b64url(pin))
+    except TongbanError as exc:
+        raise SyncError(exc.code, exc.message_zh, exc.message_en, exc.where) from None
 
 
 def _rejects(run: Path, name: str | None) -> dict[int, list[FailedRow]]:

@@ -17,7 +17,13 @@ from tongban.core.engine.sealing import seal
 from tongban.core.engine.validation import validate
 from tongban.core.store import Library
 
-__all__ = ["record_run_failure", "sync_edge"]
+__all__ = ["discard_run", "record_run_failure", "sync_edge"]
+
+
+def discard_run(run_uri: str | None) -> None:
+    """Remove a run's folder that will never load (a failed or interrupted run): its rows go with it."""
+    if run_uri is not None:
+        spool.discard(path_of(run_uri))
 
 
 def record_run_failure(
@@ -86,8 +92,8 @@ def sync_edge(
             return load(ex, run_uri, cancel=cancel, libs=libs)
         except TongbanError as exc:
             record_run_failure(ex, edge_id, exc, libs=libs)
+            discard_run(run_uri)  # nothing retries this run: the next one reads from the cursor
             raise
-        except Interrupted:
-            if run_uri is not None:
-                spool.discard(path_of(run_uri))
+        except (Interrupted, Exception):
+            discard_run(run_uri)
             raise

@@ -54,7 +54,7 @@ def seal(
         for p, part in enumerate(validated.parts):
             if part.file is None:
                 continue
-            for j, batch in enumerate(read_batches(run / part.file)):
+            for j, batch in enumerate(read_batches(run / part.file, require=[*cols, "_flags"])):
                 check(cancel)
                 leaves = row_hashes(pa.Table.from_batches([batch]), cols)
                 cursor_to = part.batches[j].cursor

@@ -44,6 +44,8 @@ __all__ = [
 #: Finished runs whose summaries (``load.json``) stay in an edge's spool folder.
 KEEP_RUNS = 20
 SUMMARY = "load.json"
+#: An unfinished run older than this (seconds) is abandoned when the edge's next run starts.
+STALE_AFTER = 86_400.0
 
 
 class SpoolError(SyncError):

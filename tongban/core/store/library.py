@@ -273,10 +273,55 @@ class Library(Merge):
             rows = c.execute(sa.select(t).where(t.c[pk] == key).order_by(t.c._id)).mappings()
             return [dict(r) for r in rows]
 
-    def loaded(self, batch_id: str) -> bool:
+    def loaded(self, batch_id: str, edge: str | None = None, manifest_hash: str | None = None) -> bool:
+        """Whether the ledger holds this batch (a replay is a no-op) — of this edge and with this
+        manifest hash, when given: another edge's batch id or another manifest under it is no replay."""
+        t = self.tables["batches"]
+        stmt = sa.select(t.c.batch_id).where(t.c.batch_id == batch_id)
+        if edge is not None:
+            stmt = stmt.where(t.c.edge == edge)
+        if manifest_hash is not None:
+            stmt = stmt.where(t.c.manifest_hash == manifest_hash)
+        with self.connect() as c:
+            return c.execute(stmt).first() is not None
+
+    def last_manifest(self, edge: str) -> dict[str, Any] | None:
+        """The manifest of the edge's last loaded batch, or None before its first."""
+        state = self.state(edge)
+        if not state or not state.get("last_batch_id"):
+            return None
         t = self.tables["batches"]
         with self.connect() as c:
-            return c.execute(sa.select(t.c.batch_id).where(t.c.batch_id == batch_id)).first() is not None
+            text = c.execute(sa.select(t.c.manifest).where(t.c.batch_id == state["last_batch_id"])).scalar()
+        try:
+            return json.loads(text) if text else None
+        except ValueError:
+            return None
+
+    # -- the pinned root key --------------------------------------------------------------------
+
+    def pinned_root(self) -> str | None:
+        """The root's public key (base64url) this library trusts trust lists from, pinned at init."""
+        meta = self.tables["tongban_meta"]
+        with self.connect() as c:
+            value = c.execute(sa.select(meta.c.value).where(meta.c.name == "trust_root_key")).scalar()
+        return str(value) if value else None
+
+    def pin_root(self, public_key: str, *, replace: bool = False) -> bool:
+        """Pin the root's public key (base64url); an existing pin is kept unless ``replace``.
+
+        Returns whether the pin changed. Replacing is for a root key rotation the operator makes.
+        """
+        meta = self.tables["tongban_meta"]
+        with self.engine.begin() as c:
+            current = c.execute(sa.select(meta.c.value).where(meta.c.name == "trust_root_key")).scalar()
+            if current == public_key or (current and not replace):
+                return False
+            if current:
+                c.execute(meta.update().where(meta.c.name == "trust_root_key").values(value=public_key))
+            else:
+                c.execute(meta.insert().values(name="trust_root_key", value=public_key))
+        return True
 
     def load_batch(
         self,

@@ -38,6 +38,7 @@ from tongban.core.trust.canonical import (
     from_iso,
     iso,
     key_id,
+    raw_public,
 )
 from tongban.core.trust.keys import KeyStore
 from tongban.core.trust.trustlist import TrustEntry, TrustList, init_trust, revoke, rotate
@@ -54,6 +55,7 @@ __all__ = [
     "init_trust",
     "iso",
     "key_id",
+    "raw_public",
     "revoke",
     "rotate",
 ]

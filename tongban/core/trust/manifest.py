@@ -217,6 +217,41 @@ def seal(
     return dataclasses.replace(unsigned, signature=b64url(private_key.sign(unsigned.canonical_bytes())))
 
 
+#: How far ahead of this node's clock a manifest's ``created_at`` may be (clocks drift).
+CLOCK_SKEW = datetime.timedelta(minutes=5)
+
+
+def _check_time(
+    manifest: Manifest,
+    trust: TrustList,
+    created: datetime.datetime,
+    where: str,
+    *,
+    now: datetime.datetime | None,
+    not_before: datetime.datetime | None,
+) -> None:
+    """A key is used within its validity *now*, not only at the time the signer wrote into the manifest:
+    an expired key whose private half survived cannot sign new batches by backdating them. And a
+    manifest is not dated in the future, nor before the edge's last loaded one."""
+    moment = now or datetime.datetime.now(datetime.UTC)
+    entry = trust.entry(manifest.key_id)
+    if entry is not None and entry.valid_until is not None and moment > entry.valid_until:
+        raise ManifestError(
+            "BATCH_KEY_EXPIRED",
+            f"批次签名密钥 {manifest.key_id} 已于 {iso(entry.valid_until)} 过期（已轮换），不能再签封新批次",
+            f"batch signing key {manifest.key_id} expired at {iso(entry.valid_until)} (rotated): it signs no "
+            "new batches",
+            where,
+        )
+    if created > moment + CLOCK_SKEW or (not_before is not None and created < not_before):
+        raise ManifestError(
+            "BATCH_TIME",
+            f"批次清单时间 {manifest.created_at} 晚于当前时间或早于本边上一批次",
+            f"the manifest's time {manifest.created_at} is in the future or before the edge's last batch",
+            where,
+        )
+
+
 def _check_binding(
     manifest: Manifest,
     where: str,
@@ -262,6 +297,7 @@ def verify(
     edge: str | None = None,
     target: str | None = None,
     dataset: str | None = None,
+    not_before: datetime.datetime | None = None,
 ) -> None:
     """Check a manifest before loading its batch; ManifestError on the first failure.
 
@@ -300,6 +336,7 @@ def verify(
             where,
         ) from exc
     _check_binding(manifest, where, signer=signer, edge=edge, target=target, dataset=dataset)
+    _check_time(manifest, trust, created, where, now=now, not_before=not_before)
     if manifest.prev_hash != expected_prev:
         raise ManifestError(
             "BATCH_CHAIN",
@@ -334,3 +371,11 @@ def verify(
                 f"manifest says {_short(manifest.merkle_root)}",
                 where,
             )
+    expected_id = batch_id_for(manifest.edge, manifest.prev_hash, manifest.merkle_root, manifest.cursor_to)
+    if manifest.batch_id != expected_id:
+        raise ManifestError(
+            "BATCH_ID",
+            f"批次编号 {manifest.batch_id[:12]} 不是由其同步边、链上位置、默克尔根与游标算出的",
+            f"batch id {manifest.batch_id[:12]} is not the one its edge, chain position, root and cursor give",
+            where,
+        )
