@@ -12,13 +12,13 @@ import contextlib
 import difflib
 import json
 import sys
-import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
 import schemas
 from schemas.errors import ExitCode, TongbanError
+from tongban.core.display import table_line
 
 __all__ = [
     "ExitCode",
@@ -128,23 +128,6 @@ def json_line(out: TextIO, obj: object) -> None:
     from tongban.core.store import dumps
 
     out.write(dumps(obj) + "\n")
-
-
-def _cell(value: object, width: int, right: bool) -> str:
-    """Pad to a display width, counting CJK characters as two columns."""
-    text = str(value)
-    shown = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-    pad = " " * max(width - shown, 0)
-    return pad + text if right else text + pad
-
-
-def table_line(values: list[object], columns: tuple[tuple[str, int, bool], ...] | list[Any]) -> str:
-    """One row of a text table; ``columns`` gives each column's (title, width, right-aligned).
-
-    >>> table_line(["边 edge", 3], (("a", 10, False), ("b", 4, True)))
-    '边 edge      3'
-    """
-    return "".join(_cell(v, w, r) for v, (_, w, r) in zip(values, columns, strict=True)).rstrip()
 
 
 def progress(enabled: bool) -> Any:

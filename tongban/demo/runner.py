@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 from typing import TextIO
 
+from tongban.core.display import table_line
 from tongban.demo.airflow_process import run_airflow
-from tongban.demo.tables import table_line
 
 __all__ = ["run_demo", "table_line"]
 

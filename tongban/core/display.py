@@ -1,4 +1,4 @@
-"""Text tables that line up Chinese and Latin text (CJK characters are two columns wide).
+"""Text tables for the faces (the CLI, the demo): Chinese and Latin text lined up (CJK is two columns).
 
 >>> table_line(["城西区", 12], [("name", 8, False), ("rows", 5, True)])
 '城西区     12'
