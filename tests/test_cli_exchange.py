@@ -118,3 +118,36 @@ def test_init_is_idempotent(make_world: Any, h: Any, capsys: pytest.CaptureFixtu
     assert main(["init", "--config", config, "--json"]) == 0
     report = _lines(capsys)[0]
     assert report["nodes"] == 3 and report["keys_created"] == 0  # made by the fixture already
+
+
+def test_revoking_a_nodes_current_key_needs_a_reason_and_force(
+    make_world: Any, h: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tongban.core.trust import KeyStore
+
+    w = make_world({h.A: h.QINGHAI})
+    config = str(w.root / "exchange.yaml")
+    current = KeyStore(w.ex.keys_dir).current(h.A)
+    assert main(["keys", "revoke", current, "--config", config]) == 2
+    assert "KEYS_ARGUMENT" in capsys.readouterr().err
+    assert main(["keys", "revoke", current, "--reason", "lost", "--config", config]) == 2
+    err = capsys.readouterr().err
+    assert "KEY_CURRENT" in err and f"tongban keys rotate {h.A}" in err
+    assert main(["keys", "revoke", current, "--reason", "lost", "--force", "--config", config]) == 0
+
+
+def test_status_says_which_library_it_cannot_read(
+    make_world: Any, h: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = make_world({h.A: h.QINGHAI})
+    cfg = w.root / "exchange.yaml"
+    text = cfg.read_text(encoding="utf-8").replace(
+        '"library": "sqlite:///libraries/630000.sqlite"', '"library_env": "TB_TEST_UNSET_LIB"'
+    )
+    cfg.write_text(text, encoding="utf-8")
+    monkeypatch.delenv("TB_TEST_UNSET_LIB", raising=False)
+    assert main(["status", "--config", str(cfg), "--json"]) == 4
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    into = {r["edge"]: r["library_error"] for r in rows}
+    assert into[w.edge(h.A, h.QINGHAI)].startswith("CONFIG_ENV_MISSING")
+    assert into[w.system_edge(h.A)] is None

@@ -51,7 +51,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_json_lines_and_summary(capsys, extract) -> None:
     csv, mapping = extract
     code, out, _ = run(
-        capsys, "validate", "population", str(csv), "--mapping", str(mapping), "--format", "json"
+        capsys, "validate", "population", str(csv), "--mapping", str(mapping), "--format", "json", "--reveal"
     )
     assert code == 1
     lines = [json.loads(line) for line in out.splitlines()]
@@ -68,6 +68,17 @@ def test_json_lines_and_summary(capsys, extract) -> None:
         assert r["severity"] == "error" and r["message_zh"] and r["message_en"]
         assert set(r) >= {"row", "key", "severity", "codes", "message_zh", "message_en"}
     assert summary["rows"] == 5 and summary["rejected"] == 4 and summary["accepted"] == 1
+
+
+def test_keys_are_masked_unless_revealed(capsys, extract) -> None:
+    csv, mapping = extract
+    for fmt in ("json", "text"):
+        code, out, _ = run(
+            capsys, "validate", "population", str(csv), "--mapping", str(mapping), "--format", fmt
+        )
+        assert code == 1
+        assert "110105194912310021" not in out and "11010519491231002X" not in out
+        assert "1101**********0021" in out
 
 
 def test_text_output_and_exit_zero_when_clean(capsys, tmp_path, extract) -> None:

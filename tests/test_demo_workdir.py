@@ -90,3 +90,14 @@ def test_other_files_in_the_folder_are_never_touched(tmp_path: Path) -> None:
     assert workdir.changes(root) == []
     workdir.prepare(root, fresh=True)
     assert [p.name for p in root.iterdir()] == ["notes.txt"]
+
+
+def test_the_runs_state_alone_is_no_reason_to_refuse(tmp_path: Path) -> None:
+    """Libraries, keys and spool (e.g. made by `tongban status` run in the repository's root) are the
+    run's state, rebuilt by every demo: a folder holding only those is started over, not refused."""
+    for name in ("libraries", "spool", "keys"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x").write_text("x", encoding="utf-8")
+    assert workdir.changes(tmp_path) == []
+    workdir.prepare(tmp_path)
+    assert not (tmp_path / "libraries").exists()

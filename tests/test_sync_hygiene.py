@@ -318,3 +318,30 @@ def test_bad_files_are_quarantined_and_everything_else_loads(
     assert w.lib(h.NATIONAL).count(P) == 5 + 3 + 4 + 5  # the other edges went on
     code, text = _cli(capsys, "sync", "--config", str(w.root / "exchange.yaml"))
     assert code == 0, text  # the bad files no longer block anything
+
+
+def test_a_second_tongban_sync_is_refused_before_it_touches_any_edge(
+    make_world: Any, h: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two syncs of a whole exchange at once: the second is refused up front (SYNC_BUSY), so it cannot
+    take an edge the first has not reached yet and make the first fail on it."""
+    w = make_world({h.A: h.QINGHAI})
+    w.registers[h.A].put(h.people(h.A, 5))
+    held, release = threading.Event(), threading.Event()
+
+    def first_sync() -> None:
+        with spool.edge_lock(w.ex.spool, "_tongban_sync"):
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=first_sync)
+    t.start()
+    try:
+        assert held.wait(10)
+        code, text = _cli(capsys, "sync", "--config", str(w.root / "exchange.yaml"))
+        assert code == 4 and "SYNC_BUSY" in text and "--wait" in text
+        assert w.lib(h.A).count(P) == 0 and w.lib(h.A).failures(kind="run") == []
+    finally:
+        release.set()
+        t.join()
+    assert _cli(capsys, "sync", "--config", str(w.root / "exchange.yaml"))[0] == 0

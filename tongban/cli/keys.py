@@ -79,7 +79,26 @@ def _revoke(ex: Any, args: argparse.Namespace, out: TextIO) -> None:
     from tongban.core import trust
 
     key_id = _needs_target(args, "请指定密钥编号", "name the key id to revoke")
-    trust.revoke(trust.KeyStore(ex.keys_dir), ex.trust_list, key_id, args.reason or "")
+    if not (args.reason or "").strip():
+        raise TongbanError(
+            "KEYS_ARGUMENT",
+            '吊销密钥须说明原因：--reason "…"',
+            'revoking a key needs a reason: --reason "…"',
+            "keys revoke",
+        )
+    keys = trust.KeyStore(ex.keys_dir)
+    listed = trust.TrustList.load(ex.trust_list).entry(key_id)
+    if listed is not None and keys.current(listed.node) == key_id and not args.force:
+        # The node's only key in use: revoking it stops every batch of the node until a new key exists.
+        raise TongbanError(
+            "KEY_CURRENT",
+            f"{key_id} 是节点 {listed.node} 当前使用的密钥：先轮换（tongban keys rotate {listed.node}），"
+            "再吊销；密钥已泄露须立即吊销时加 --force",
+            f"{key_id} is the key node {listed.node} signs with now: rotate first "
+            f"(tongban keys rotate {listed.node}), then revoke; add --force to revoke it at once after a compromise",
+            key_id,
+        )
+    trust.revoke(keys, ex.trust_list, key_id, args.reason.strip())
     _say(out, args.json, {"revoked": key_id}, f"已吊销 revoked {key_id}")
 
 
@@ -176,7 +195,12 @@ def register(sub: Any) -> None:
         examples=("tongban keys revoke KEY_ID --reason 'key leaked'",),
     )
     a.add_argument("target", nargs="?", metavar="KEY_ID", help="密钥编号 key id (tongban keys list)")
-    a.add_argument("--reason", help="吊销原因 reason for revoking")
+    a.add_argument("--reason", help="吊销原因（必填）reason for revoking (required)")
+    a.add_argument(
+        "--force",
+        action="store_true",
+        help="吊销节点当前使用的密钥（泄露时）revoke the key a node signs with now (after a compromise)",
+    )
     add_config_args(a)
 
     a = add_command(

@@ -25,7 +25,7 @@ COLUMNS = (
     ("已载入 loaded", 14, True),
     ("失败 failed", 12, True),
     ("待处理 open", 12, True),
-    ("延迟 lag", 10, True),
+    ("延迟 lag", 12, True),
     ("  最近成功 last success", 0, False),
 )
 
@@ -60,10 +60,12 @@ def cmd_status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         return report_error(exc, as_json=args.json, out=out)
     if args.dataset:
         rows = [r for r in rows if r["dataset"] == args.dataset]
+    # A library that cannot be read is a failed run's worth of trouble: say it, and exit 4.
+    code = ExitCode.RUN_FAILED if any(r["library_error"] for r in rows) else ExitCode.OK
     if args.json:
         for r in rows:
             json_line(out, r)
-        return ExitCode.OK
+        return code
     out.write(table_line([c[0] for c in COLUMNS], COLUMNS) + "\n")
     for r in rows:
         last = r["last_success"][:19].replace("T", " ") if r["last_success"] else "-"
@@ -76,9 +78,11 @@ def cmd_status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             f"  {last}",
         ]
         out.write(table_line(values, COLUMNS) + "\n")
-        if r["last_error"]:
+        if r["library_error"]:
+            out.write(f"    无法读取目标库 library unreadable: {r['library_error']}\n")
+        elif r["last_error"]:
             out.write(f"    最近错误 last error: {r['last_error']}\n")
-    return ExitCode.OK
+    return code
 
 
 def register(sub: Any) -> None:

@@ -12,8 +12,10 @@ config or arguments; 4 a run failed (a system or library down, a batch refused, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from schemas.errors import TongbanError
@@ -73,6 +75,37 @@ def changed(summary: dict[str, Any]) -> bool:
     return any(summary[k] for k in CHANGES) or bool(summary["quarantined"]) or bool(summary["left"])
 
 
+@contextlib.contextmanager
+def _one_sync_at_a_time(ex: Any, wait: float) -> Iterator[None]:
+    """One ``tongban sync`` per exchange at a time: a second one waits ``wait`` seconds, then SYNC_BUSY
+    (before it touches any edge, so it cannot make the first fail on the edges it reaches first)."""
+    from tongban.core.engine import spool
+
+    try:
+        with spool.edge_lock(ex.spool, "_tongban_sync", wait=wait):
+            yield
+    except TongbanError as exc:
+        if exc.code != "EDGE_BUSY" or exc.where != "_tongban_sync":
+            raise
+        raise TongbanError(
+            "SYNC_BUSY",
+            "另一个 tongban sync 正在运行本交换的同步：等它结束，或用 --wait 秒数 排队",
+            "another `tongban sync` is running this exchange: let it finish, or queue with --wait SECONDS",
+            str(ex.spool),
+        ) from None
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a number of seconds, zero or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:  # (NaN too)
+        raise argparse.ArgumentTypeError(f"must be zero or more seconds: {text!r}")
+    return value
+
+
 def cmd_sync(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban sync: run edges through the engine in this process (sources before their targets).
 
@@ -96,8 +129,9 @@ def cmd_sync(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     totals.update(dict.fromkeys(CHANGES, 0))
     done = 0
     started = time.monotonic()
+    libs = engine.Libraries(ex)
     try:
-        with signals_cancel(token):
+        with signals_cancel(token), _one_sync_at_a_time(ex, args.wait):
             for edge in edges:
                 token.check()
                 rows_seen = 0
@@ -111,7 +145,13 @@ def cmd_sync(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 totals["edges"] += 1
                 try:
                     summary = engine.sync_edge(
-                        ex, edge.id, full=args.full, on_rows=seen, cancel=token, lock_wait=args.wait
+                        ex,
+                        edge.id,
+                        full=args.full,
+                        on_rows=seen,
+                        cancel=token,
+                        lock_wait=args.wait,
+                        libs=libs,
                     )
                 except TongbanError as exc:
                     # A run that failed is exit 4, whatever its code: the edge did not sync.
@@ -141,6 +181,8 @@ def cmd_sync(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 elif args.verbose or changed(summary):
                     _print_edge(out, edge.id, summary)
             token.check()
+    except TongbanError as exc:  # SYNC_BUSY: another sync runs this exchange
+        return report_error(exc, as_json=args.json, out=out)
     except (Interrupted, KeyboardInterrupt):
         if bar is not None:
             bar.stop()
@@ -156,6 +198,7 @@ def cmd_sync(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     finally:
         if bar is not None:
             bar.stop()
+        libs.dispose()
     if not args.json:
         _print_totals(out, totals, time.monotonic() - started)
     return code
@@ -246,7 +289,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--wait",
-        type=float,
+        type=_seconds,
         default=0.0,
         metavar="SECONDS",
         help="边被另一个同步占用时最多等待的秒数，0 为立即拒绝 wait this long for an edge another sync "

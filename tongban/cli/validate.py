@@ -20,6 +20,7 @@ UNUSABLE = ExitCode.UNUSABLE
 
 def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban validate DATASET FILE: one line per rejected or flagged row, then a summary."""
+    from tongban.core.masking import mask_text
     from tongban.core.validation import open_extract, validate_extract
 
     as_json = args.format == "json"
@@ -42,12 +43,15 @@ def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 if args.quiet and not as_json:
                     continue  # the summary alone: no need to build the row reports
                 for report in result.reports():
+                    # The key is a person's identity number or a license's: masked unless asked for.
+                    key = report.key if args.reveal else mask_text(str(report.key)) if report.key else None
                     if as_json:
-                        out.write(json.dumps(report.as_dict(), ensure_ascii=False) + "\n")
+                        line = {**report.as_dict(), "key": key}
+                        out.write(json.dumps(line, ensure_ascii=False) + "\n")
                     else:
                         where = ",".join(dict.fromkeys(f for _, f in report.findings))
                         out.write(
-                            f"第 {report.row} 行 row {report.row}\t{report.key or '-'}\t{report.severity.upper()}\t"
+                            f"第 {report.row} 行 row {report.row}\t{key or '-'}\t{report.severity.upper()}\t"
                             f"{' '.join(report.codes)}\t[{where}]\t{report.message_zh} / {report.message_en}\n"
                         )
         finally:
@@ -180,6 +184,11 @@ def register(sub: Any) -> None:
         "--batch-size", type=_batch_size, default=262_144, metavar="N", help="每批行数 rows per batch"
     )
     v.add_argument("-q", "--quiet", action="store_true", help="只输出汇总 summary only (text format)")
+    v.add_argument(
+        "--reveal",
+        action="store_true",
+        help="显示完整主键（身份证号等）show keys (identity numbers…) unmasked, for the data's own steward",
+    )
     v.set_defaults(func=cmd_validate)
 
     sc = add_command(

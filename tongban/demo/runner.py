@@ -14,6 +14,8 @@ Run again, it starts over only if nobody changed what it wrote (see :mod:`tongba
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from pathlib import Path
 from typing import TextIO
 
@@ -66,18 +68,31 @@ def run_demo(
             out.write(json.dumps(r, ensure_ascii=False) + "\n")
         out.write(json.dumps({"summary": {"dags": runs, **planted, "ok": ok}}, ensure_ascii=False) + "\n")
         return 0 if ok else 1
+
     loaded = sum(r["rows_loaded"] for r in national)
+    prog = _program()
     say(
         f"4. 结果 result: 国家库载入 national library loaded {loaded} 行 rows; "
         f"预期缺陷 planted {planted['planted']}, 已作为失败传输 kept as failed transfers {planted['found']}, "
         f"漏检 missed {planted['missed']}, 误拒 unexpected {planted['unexpected']}\n"
         f"{'演示成功 demo OK' if ok else '演示结果与预期不符 demo results differ'}\n\n"
-        f"下一步 next:\n"
-        f"  tongban status --workdir {workdir}\n"
-        f"  tongban failed list --workdir {workdir} --limit 10\n"
-        f"  tongban sync --workdir {workdir}      # 增量重跑 incremental rerun: nothing changes\n"
+        "下一步 next:\n"
+        f"  {prog} status --workdir {workdir}\n"
+        f"  {prog} failed list --workdir {workdir} --limit 10\n"
+        f"  {prog} sync --workdir {workdir}      # 增量重跑 incremental rerun: nothing changes\n"
         f"  Airflow 日志 log: {workdir / 'airflow' / 'demo-run.log'}\n"
         f"再次运行 run again: 未改动则重新生成，有改动则拒绝（保留改动），--fresh 重新开始\n"
         f"  unchanged, it starts over; changed, it refuses and keeps your changes; --fresh starts over\n"
     )
     return 0 if ok else 1
+
+
+def _program() -> str:
+    """How the reader runs ``tongban``: the bare name when it is on PATH, else the script's own path."""
+    script = Path(sys.argv[0])
+    if script.name == "tongban" and shutil.which("tongban") != str(script.resolve()):
+        try:
+            return str(script.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(script)
+    return "tongban"

@@ -79,7 +79,9 @@ def changes(workdir: Path) -> list[tuple[str, str]]:
 
     Empty when the folder holds no demo, or one nobody changed.
     """
-    present = [name for name in PRODUCTS if (workdir / name).exists() and name != RECORD]
+    # Only what a user may edit can be theirs: libraries, keys, spool and Airflow's state are rebuilt by
+    # every run (a `tongban status` run from the repository's root makes empty libraries there, say).
+    present = [name for name in TRACKED if (workdir / name).exists()]
     try:
         recorded: dict[str, str] = json.loads((workdir / RECORD).read_text(encoding="utf-8"))["files"]
     except FileNotFoundError:
@@ -137,8 +139,9 @@ def prepare(workdir: Path, *, fresh: bool = False) -> str:
             en = f"{workdir} already holds a demo, changed since the demo wrote it (left as it is)"
         raise TongbanError(
             "WORKDIR_EXISTS",
-            f"{zh}；重新开始请加 --fresh（将丢弃这些文件与改动），或换一个 --workdir",
-            f"{en}; add --fresh to start over (discarding them), or use another --workdir",
+            f"{zh}；重新开始请加 --fresh（make demo DEMO_ARGS=--fresh；将丢弃这些文件与改动），或换一个 --workdir",
+            f"{en}; add --fresh to start over (make demo DEMO_ARGS=--fresh; discarding them), or use another "
+            "--workdir",
             shown,
         )
     _clean(workdir)

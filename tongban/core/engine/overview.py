@@ -23,6 +23,8 @@ def status(
 ) -> list[dict[str, Any]]:
     """One entry per edge: rows loaded and failed, open failures, last success and lag in seconds.
 
+    ``library_error`` says why the target library could not be read (its counts are then unknown).
+
     Lag is the time since the edge last loaded successfully (None before its first load).
     """
     with using(ex, libs, resolve_conn) as opened:
@@ -33,6 +35,7 @@ def _status(ex: Exchange, libs: Libraries, now: _dt.datetime) -> list[dict[str, 
     out = []
     states: dict[str, dict[str, dict[str, Any]]] = {}
     open_failures: dict[str, dict[str, int]] = {}
+    unreachable: dict[str, str] = {}
     for edge in ex.edges:
         if edge.target not in states:
             try:
@@ -40,8 +43,11 @@ def _status(ex: Exchange, libs: Libraries, now: _dt.datetime) -> list[dict[str, 
                 lib.migrate()
                 states[edge.target] = {s["edge"]: s for s in lib.states()}
                 open_failures[edge.target] = lib.failure_counts()
-            except TongbanError:
+            except TongbanError as exc:  # said on every edge into it: nothing is known of them now
                 states[edge.target], open_failures[edge.target] = {}, {}
+                unreachable[edge.target] = f"{exc.code}: {exc.message_en}" + (
+                    f" ({exc.where})" if exc.where else ""
+                )
         st = states[edge.target].get(edge.id) or {}
         last = st.get("last_success")
         out.append(
@@ -57,6 +63,7 @@ def _status(ex: Exchange, libs: Libraries, now: _dt.datetime) -> list[dict[str, 
                 "last_success": last.isoformat() if last else None,
                 "lag_seconds": round((now - last).total_seconds(), 3) if last else None,
                 "last_error": st.get("last_error"),
+                "library_error": unreachable.get(edge.target),
             }
         )
     return out
