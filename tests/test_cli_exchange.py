@@ -151,3 +151,33 @@ def test_status_says_which_library_it_cannot_read(
     into = {r["edge"]: r["library_error"] for r in rows}
     assert into[w.edge(h.A, h.QINGHAI)].startswith("CONFIG_ENV_MISSING")
     assert into[w.system_edge(h.A)] is None
+
+
+def test_one_broken_mapping_stops_only_its_own_system(
+    make_world: Any, h: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A county's mapping file gone: status, failed list and keys still work, sync fails only that
+    county's system edge (exit 4) and the other county's rows still reach the national library."""
+    drop = {
+        "name": f"files-{h.B}",
+        "node": h.B,
+        "dataset": "population",
+        "kind": "files",
+        "folder": f"systems/{h.B}/drop",
+        "mapping": "gone.mapping.yaml",
+    }
+    w = make_world({h.A: h.QINGHAI, h.B: h.QINGHAI}, registers=(h.A,), systems=[])
+    cfg = w.root / "exchange.yaml"
+    (w.root / "gone.mapping.yaml").write_text("dataset: population\n", encoding="utf-8")
+    cfg.write_text(cfg.read_text(encoding="utf-8") + f"  - {json.dumps(drop)}\n", encoding="utf-8")
+    (w.root / "systems" / h.B / "drop").mkdir(parents=True)
+    (w.root / "gone.mapping.yaml").unlink()
+    w.registers[h.A].put(h.people(h.A, 4))
+    config = str(cfg)
+    assert main(["status", "--config", config]) == 0
+    assert "MAPPING_NOT_FOUND" in capsys.readouterr().err
+    assert main(["failed", "list", "--config", config]) == 0
+    assert main(["sync", "--config", config]) == 4
+    out = capsys.readouterr().out
+    assert f"population.files-{h.B}.{h.B}" in out and "MAPPING_NOT_FOUND" in out
+    assert w.lib(h.NATIONAL).count("population") == 4

@@ -99,10 +99,22 @@ def config_path(args: argparse.Namespace) -> Path:
 
 
 def load_config(args: argparse.Namespace) -> Any:
-    """The exchange named by the arguments (a ConfigError when it cannot be used)."""
+    """The exchange named by the arguments (a ConfigError when it cannot be used).
+
+    Loaded leniently: a system whose mapping cannot be used is named on stderr, and only its own edges
+    fail (when they run); every other edge and every read-only command go on.
+    """
     from tongban.core.config import load_exchange
 
-    return load_exchange(config_path(args))
+    ex = load_exchange(config_path(args), lenient=True)
+    for name, exc in ex.broken.items():
+        where = f"  [{exc.where}]" if exc.where else ""
+        print(
+            f"警告 warning {exc.code}: 本地系统 {name} 的映射不可用，其同步边将失败 / the mapping of system {name} "
+            f"cannot be used; its edges will fail: {exc.message_en}{where}",
+            file=sys.stderr,
+        )
+    return ex
 
 
 # -- output -----------------------------------------------------------------------------------------

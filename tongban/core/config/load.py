@@ -165,7 +165,15 @@ def _read_systems(top: _Section, nodes: dict[str, Node], settle: int) -> dict[st
                     f"{sec.path(key)} 只用于 kind: {other} 的本地系统",
                     f"{sec.path(key)} only applies to kind: {other} systems",
                 )
-        mapping = _system_mapping(sec, dataset)
+        try:
+            mapping = _system_mapping(sec, dataset)
+        except ConfigError as exc:
+            if not sec.file.lenient:
+                raise
+            # One system's broken mapping is that system's problem: its edges fail with this error
+            # when they run, and the rest of the exchange (and every read-only command) goes on.
+            sec.file.broken[name] = exc
+            mapping = Mapping()
         if kind == "sql":
             key, value = sec.one_of(("url", "url_env", "conn_id"))
             if sec.has("table") and sec.has("query"):
@@ -177,7 +185,7 @@ def _read_systems(top: _Section, nodes: dict[str, Node], settle: int) -> dict[st
             table, query = sec.text("table"), sec.text("query")
             if not table and not query:
                 table, query = (None, mapping.query) if mapping.query else (mapping.table, None)
-            if not table and not query:
+            if not table and not query and name not in sec.file.broken:
                 raise sec.fail(
                     None,
                     f"{sec.field} 需要 table 或 query（在此或在映射中）",
@@ -305,9 +313,15 @@ def _read_offices(top: _Section) -> list[dict[str, Any]]:
     return offices
 
 
-def load_exchange(path: str | Path) -> Exchange:
-    """Read and check ``exchange.yaml``; :class:`ConfigError` naming the file, line and field otherwise."""
+def load_exchange(path: str | Path, *, lenient: bool = False) -> Exchange:
+    """Read and check ``exchange.yaml``; :class:`ConfigError` naming the file, line and field otherwise.
+
+    ``lenient``: a local system whose mapping cannot be used does not stop the load; the error is kept
+    in :attr:`Exchange.broken` and raised when one of its edges runs (the commands and the DAG file load
+    leniently, so one county's broken mapping stops only that county's system).
+    """
     file = _read(Path(path))
+    file.lenient = lenient
     try:
         return _load(file)
     except RecursionError:  # only if the depth bound were set beyond what Python's stack holds
@@ -356,4 +370,5 @@ def _load(file: _File) -> Exchange:
         systems=systems,
         edges=edges,
         offices=_read_offices(top),
+        broken=dict(file.broken),
     )

@@ -89,6 +89,8 @@ class Exchange:
     systems: dict[str, System]
     edges: list[Edge]
     offices: list[dict[str, Any]]
+    #: Systems whose mapping could not be used (a lenient load): the error each of their edges fails with.
+    broken: dict[str, ConfigError] = field(default_factory=dict)
 
     def _unknown(self, code: str, what_zh: str, what_en: str, name: str, known: Iterable[str]) -> ConfigError:
         zh, en = _hint(name, known)

@@ -123,6 +123,8 @@ class _File:
         self.text = text
         self.base = path.resolve().parent
         self.mappings: dict[Path | str, Mapping] = {}  # mapping files and inline texts read so far
+        self.lenient = False  # keep a system's mapping error (in ``broken``) instead of raising it
+        self.broken: dict[str, ConfigError] = {}
 
     def error(self, code: str, zh: str, en: str, line: int | None) -> ConfigError:
         return ConfigError(code, zh, en, f"{self.path}:{line}" if line else str(self.path))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from connectors.mapping import Mapping
 from tongban.core.config import Edge, Exchange
+from tongban.core.errors import SyncError
 
 __all__ = ["Plan", "local_key", "plan_for"]
 
@@ -29,6 +30,9 @@ def plan_for(ex: Exchange, edge_id: str) -> Plan:
     """The plan of ``edge_id``: a local system's edge is sealed by its county, which owns every row;
     a library edge is sealed by its source node and its rows keep their owners."""
     edge = ex.edge(edge_id)
+    if edge.source_kind == "system" and edge.source in ex.broken:
+        err = ex.broken[edge.source]  # its mapping cannot be used: the edge fails, the others go on
+        raise SyncError(err.code, err.message_zh, err.message_en, err.where)
     if edge.source_kind == "system":
         system = ex.systems[edge.source]
         return Plan(
