@@ -181,3 +181,10 @@ def test_one_broken_mapping_stops_only_its_own_system(
     out = capsys.readouterr().out
     assert f"population.files-{h.B}.{h.B}" in out and "MAPPING_NOT_FOUND" in out
     assert w.lib(h.NATIONAL).count("population") == 4
+
+
+def test_config_and_workdir_together_and_a_misspelt_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--config", "a.yaml", "--workdir", "b"]) == 2
+    assert "ARGUMENT_INVALID" in capsys.readouterr().err
+    assert main(["schema", "populaton"]) == 2
+    assert "did you mean 'population'?" in capsys.readouterr().err

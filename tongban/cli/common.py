@@ -90,7 +90,14 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def config_path(args: argparse.Namespace) -> Path:
-    """``--config``, else ``--workdir``/exchange.yaml, else ./exchange.yaml."""
+    """``--config``, else ``--workdir``/exchange.yaml, else ./exchange.yaml (both: ARGUMENT_INVALID)."""
+    if getattr(args, "config", None) and getattr(args, "workdir", None):
+        raise TongbanError(
+            "ARGUMENT_INVALID",
+            "--config 与 --workdir 只能给一个（--workdir DIR 即 --config DIR/exchange.yaml）",
+            "give --config or --workdir, not both (--workdir DIR means --config DIR/exchange.yaml)",
+            "--config/--workdir",
+        )
     if getattr(args, "config", None):
         return Path(args.config)
     if getattr(args, "workdir", None):

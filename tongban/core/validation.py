@@ -6,6 +6,7 @@ This is what ``tongban validate`` and the demo run; it imports nothing from Airf
 from __future__ import annotations
 
 import datetime
+import difflib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,10 +42,12 @@ def dataset_named(name: str) -> Dataset:
     """The dataset called ``name``; TongbanError DATASET_UNKNOWN naming the known ones otherwise."""
     if name not in schemas.DATASETS:
         known = ", ".join(schemas.DATASETS)
+        close = difflib.get_close_matches(name, list(schemas.DATASETS), n=1)
+        zh, en = (f"，是否想用 {close[0]}？", f"; did you mean '{close[0]}'?") if close else ("", "")
         raise TongbanError(
             "DATASET_UNKNOWN",
-            f"未知数据集 {name}（可用：{known}）",
-            f"unknown dataset {name} (known: {known})",
+            f"未知数据集 {name}（可用：{known}）{zh}",
+            f"unknown dataset {name} (known: {known}){en}",
             name,
         )
     return schemas.DATASETS[name]
