@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean airflow airflow-stop
 
 setup: $(VENV)/.installed
 
@@ -25,10 +25,21 @@ test: setup
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2
 
+# The production form on this machine: Airflow 3's api-server, scheduler, dag-processor, triggerer and a
+# Celery worker as separate processes, metadata and libraries in the local PostgreSQL, Redis as the broker,
+# the demo exchange scheduled (README, "Deployment"). TONGBAN_AIRFLOW_POSTGRES / TONGBAN_AIRFLOW_REDIS
+# point elsewhere; everything else stays under demo-airflow/.
+airflow: setup
+	$(BIN)/python -m tongban.demo.stack up --workdir demo-airflow
+
+airflow-stop:
+	$(BIN)/python -m tongban.demo.stack down --workdir demo-airflow
+
 bench: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,bench]"
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/sync.py
+	$(BIN)/python bench/national.py
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) demo demo-airflow .pytest_cache .ruff_cache .hypothesis

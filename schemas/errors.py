@@ -41,7 +41,7 @@ class ErrorCode:
     """One operational code: what it means, whether a retry can help, how the command exits."""
 
     code: str
-    area: str  # config, mapping, file, system, library, trust, batch, spool, run, cli, demo
+    area: str  # config, mapping, file, system, library, trust, batch, spool, run, reconcile, cli, demo
     zh: str
     en: str
     retryable: bool = False
@@ -518,6 +518,47 @@ _ENTRIES: tuple[tuple[str, str, str, str, bool, ExitCode], ...] = (
     ),
     ("EDGE_BUSY", "run", "另一个同步正在运行这条边", "another sync is running this edge", True, R),
     ("RUN_FAILED", "run", "运行因意外错误失败", "the run failed with an unexpected error", True, R),
+    (
+        "DAG_RUN_FAILED",
+        "run",
+        "Airflow 的 DAG 运行失败（见失败任务的日志）",
+        "an Airflow DAG run failed (see the failed task's log)",
+        False,
+        R,
+    ),
+    (
+        "DAG_RUN_TIMEOUT",
+        "run",
+        "Airflow 的 DAG 运行超时未结束，已停止",
+        "an Airflow DAG run did not finish in time and was stopped",
+        False,
+        R,
+    ),
+    # Maintenance: reconciling a child's library with its parent's (anti-entropy)
+    (
+        "RECONCILE_MISSING",
+        "reconcile",
+        "子库有而上级库缺少的记录",
+        "a record the child's library holds is missing from the parent's",
+        False,
+        R,
+    ),
+    (
+        "RECONCILE_EXTRA",
+        "reconcile",
+        "上级库有而子库没有的记录",
+        "the parent's library holds a record of the child's that the child does not",
+        False,
+        R,
+    ),
+    (
+        "RECONCILE_DIFFERENT",
+        "reconcile",
+        "上级库中的记录与子库不同",
+        "a record differs between the child's library and the parent's",
+        False,
+        R,
+    ),
     # The command line and the demo
     ("ARGUMENT_INVALID", "cli", "命令参数无效", "a command argument is invalid", False, U),
     ("FAILED_ID", "cli", "失败传输编号应为 节点:编号", "a failed transfer's id is NODE:NUMBER", False, U),

@@ -81,6 +81,7 @@ _AREAS = {
     "row": "行 Rows (beside the rule codes)",
     "spool": "运行目录 The spool",
     "run": "运行 Runs",
+    "reconcile": "对账 Reconciling a child's library with its parent's (maintenance)",
     "cli": "命令行 The command line",
     "demo": "演示 The demo",
 }

@@ -26,6 +26,12 @@ for dag_id, dag in bag.dags.items():
         "schedule": type(dag.timetable).__name__,
         "outlets": sorted(str(o.uri) for t in dag.tasks for o in getattr(t, "outlets", [])),
         "retries": max(t.retries for t in dag.tasks),
+        "display": dag.dag_display_name,
+        "tags": sorted(dag.tags),
+        "owners": sorted({t.owner for t in dag.tasks}),
+        "doc": dag.doc_md or "",
+        "templates": sorted({t.map_index_template or "" for t in dag.tasks}),
+        "rules": {t.task_id: str(t.trigger_rule) for t in dag.tasks},
     }
 print(json.dumps(out))
 """
@@ -64,6 +70,7 @@ def test_dagbag_imports_without_errors(bag: dict) -> None:
     provinces = ["150000", "320000", "430000", "620000", "630000"]
     expected = {f"tongban_{d}_{p}" for d in ("population", "business", "license") for p in provinces}
     expected |= {f"tongban_{d}_national" for d in ("population", "business", "license")}
+    expected |= {"tongban_reconcile", "tongban_expire_licenses", "tongban_prune"}
     assert set(bag["dags"]) == expected
 
 
@@ -77,6 +84,10 @@ def test_each_edge_is_extract_validate_seal_load(bag: dict) -> None:
     # The counties go up only after their local systems are in.
     assert "local_to_county.load" in tasks["county_to_province.extract"]
     assert tasks["publish"] == ["county_to_province.load"]
+    # publish runs on what landed; the run fails when any edge failed (all_edges_ok is its leaf).
+    assert dag["rules"]["publish"].lower().endswith("all_done")
+    assert dag["rules"]["all_edges_ok"].lower().endswith("all_success")
+    assert set(tasks["all_edges_ok"]) == {"publish", "local_to_county.load", "county_to_province.load"}
     assert "tongban://630000/population" in dag["outlets"]
     assert dag["retries"] == 2
     assert "local_to_county.extract" in dag["mapped"]
@@ -91,7 +102,25 @@ def test_national_dags_run_on_province_assets(bag: dict) -> None:
         "province_to_national.seal",
         "province_to_national.load",
         "publish",
+        "all_edges_ok",
     }
+
+
+def test_what_a_person_sees_in_the_ui(bag: dict) -> None:
+    dag = bag["dags"]["tongban_population_630000"]
+    assert dag["display"].startswith("population")  # the UI's prefix search finds it
+    assert {"青海省", "人口", "population", "630000"} <= set(dag["tags"])
+    assert dag["owners"] == ["青海省"]  # the node's owner, else its name; never "airflow"
+    assert "630121 大通回族土族自治县 · 公安" in dag["doc"] and "tongban failed list" in dag["doc"]
+    assert any("tongban_label" in t for t in dag["templates"])
+    assert bag["dags"]["tongban_license_national"]["owners"] == ["国家库"]
+
+
+def test_maintenance_dags_are_built_from_the_same_file(bag: dict) -> None:
+    reconcile = bag["dags"]["tongban_reconcile"]
+    assert reconcile["mapped"] == [] and "reconcile" in reconcile["tasks"]
+    assert set(bag["dags"]["tongban_expire_licenses"]["tasks"]) == {"expire"}
+    assert set(bag["dags"]["tongban_prune"]["tasks"]) == {"prune"}
 
 
 def test_config_typo_is_an_import_error_naming_file_line_and_field(tmp_path: Path) -> None:

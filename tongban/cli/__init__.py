@@ -58,6 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tongban`` command: its exit code (:class:`schemas.errors.ExitCode`)."""
     try:
         args = build_parser().parse_args(argv)
+        if os.environ.get("TONGBAN_LOG"):
+            # The engine's structured log lines on stderr: TONGBAN_LOG=json (one JSON object a line)
+            # or text; unset, the command prints only its own output.
+            from tongban.core import logs
+
+            logs.configure(sys.stderr)
         return int(args.func(args, sys.stdout))
     except KeyboardInterrupt:
         print("已中断 interrupted", file=sys.stderr)

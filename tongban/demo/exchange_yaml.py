@@ -16,6 +16,9 @@ from tongban.core.config import NATIONAL
 
 __all__ = ["demo_exchange_yaml"]
 
+#: What a person calls each demo system (its file's or folder's name): shown in Airflow's task names.
+LABELS = {"gongan": "公安", "scjg": "市场监管", "business": "市场监管", "license": "证照"}
+
 
 def _scalar(text: str) -> str:
     """``text`` as a YAML scalar: plain when it reads back as the same string, else double-quoted."""
@@ -35,6 +38,7 @@ def demo_exchange_yaml(
     *,
     prefix: str = "",
     inline_mappings: bool = False,
+    library_env: str | None = None,
 ) -> str:
     """The ``exchange.yaml`` text of the demo topology under ``base`` (the demo folder).
 
@@ -42,8 +46,16 @@ def demo_exchange_yaml(
     returns; ``counties`` is :data:`tongban.demo.generate.DEMO_COUNTIES`. One local system per county and
     dataset (the files of one drop folder are one system); the edges are left to derivation.
     ``prefix`` goes before every relative path (the repository's ``exchange.yaml`` uses ``demo/``), and
-    ``inline_mappings`` writes each mapping into the file instead of naming its file.
+    ``inline_mappings`` writes each mapping into the file instead of naming its file. ``library_env``
+    (e.g. ``TONGBAN_LIB_``) gives every node ``library_env: <prefix><code>`` instead of a SQLite file, for
+    libraries in a server database (PostgreSQL) whose URLs the environment holds.
     """
+
+    def library(code: str) -> dict[str, str]:
+        if library_env:
+            return {"library_env": f"{library_env}{code}"}
+        return {"library": f"sqlite:///{prefix}libraries/{code}.sqlite"}
+
     base = Path(base)
     order = list(schemas.DATASETS)
     chosen: dict[tuple[str, str], dict[str, Any]] = {}
@@ -74,7 +86,7 @@ def demo_exchange_yaml(
             code=NATIONAL,
             name="国家库",
             level="national",
-            library=f"sqlite:///{prefix}libraries/{NATIONAL}.sqlite",
+            **library(NATIONAL),
         ),
     ]
     provinces: dict[str, str] = {}
@@ -89,7 +101,7 @@ def demo_exchange_yaml(
                 name=province_name,
                 level="province",
                 parent=NATIONAL,
-                library=f"sqlite:///{prefix}libraries/{province}.sqlite",
+                **library(province),
             )
         )
         for code, name, parent, _ in counties:
@@ -101,7 +113,7 @@ def demo_exchange_yaml(
                         name=name,
                         level="county",
                         parent=province,
-                        library=f"sqlite:///{prefix}libraries/{code}.sqlite",
+                        **library(code),
                     )
                 )
     lines.append("systems:")
@@ -127,6 +139,7 @@ def demo_exchange_yaml(
             )
             body = {
                 "name": f"{county}-{path.stem}",
+                "label": LABELS.get(path.stem),
                 "node": county,
                 "dataset": dataset,
                 "kind": "sql",
@@ -137,6 +150,7 @@ def demo_exchange_yaml(
         else:
             body = {
                 "name": f"{county}-{path.parent.name}",
+                "label": LABELS.get(path.parent.name),
                 "node": county,
                 "dataset": dataset,
                 "kind": "files",

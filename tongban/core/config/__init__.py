@@ -53,12 +53,13 @@ from tongban.core.config.reader import (
     SCHEDULE_PRESETS,
     parse_duration,
 )
-from tongban.core.config.resolve import connection_url
+from tongban.core.config.resolve import CONNECTION_KINDS, connection_url, url_from_fields
 
 __all__ = [
     "CONFIG_MAX_BYTES",
     "CONFIG_MAX_DEPTH",
     "CONFIG_MAX_NODES",
+    "CONNECTION_KINDS",
     "DEFAULT_SETTLE",
     "KINDS",
     "LEVELS",
@@ -72,4 +73,5 @@ __all__ = [
     "connection_url",
     "load_exchange",
     "parse_duration",
+    "url_from_fields",
 ]

@@ -22,10 +22,10 @@ __all__ = ["DEFAULT_SETTLE", "load_exchange"]
 _TOP_KEYS = ("version", "spool", "trust", "defaults", "nodes", "systems", "edges", "offices")
 _TRUST_KEYS = ("root", "list", "keys")
 _DEFAULT_KEYS = ("batch_size", "lookback", "schedule", "retries", "settle")
-_NODE_KEYS = ("code", "name", "level", "parent", "library", "library_env", "conn_id")
+_NODE_KEYS = ("code", "name", "level", "parent", "library", "library_env", "conn_id", "owner")
 _SYSTEM_KEYS = (
     *("name", "node", "dataset", "kind", "url", "url_env", "conn_id"),
-    *("table", "query", "cursor", "folder", "pattern", "settle", "mapping"),
+    *("table", "query", "cursor", "folder", "pattern", "settle", "mapping", "label"),
 )
 _SQL_ONLY = ("url", "url_env", "conn_id", "table", "query", "cursor")
 _FILES_ONLY = ("folder", "pattern", "settle")
@@ -122,7 +122,9 @@ def _read_nodes(top: _Section) -> dict[str, Node]:
             "library_env": sec.name(key, value, "env") if key == "library_env" else None,
             "conn_id": sec.name(key, value, "conn") if key == "conn_id" else None,
         }
-        nodes[code] = Node(code, name.strip(), level, parent, line=sec.line, **refs)
+        owner = sec.text("owner")
+        owner = owner.strip() if owner and owner.strip() else None
+        nodes[code] = Node(code, name.strip(), level, parent, line=sec.line, owner=owner, **refs)
         sections[code] = sec
     _check_topology(top, nodes, sections)
     return nodes
@@ -156,6 +158,7 @@ def _read_systems(top: _Section, nodes: dict[str, Node], settle: int) -> dict[st
             )
         dataset = sec.dataset("dataset")
         kind = sec.choice("kind", KINDS, required=True)
+        label = (sec.text("label") or "").strip() or None
         wrong = _FILES_ONLY if kind == "sql" else _SQL_ONLY
         for key in wrong:
             if key in sec.values:
@@ -205,6 +208,7 @@ def _read_systems(top: _Section, nodes: dict[str, Node], settle: int) -> dict[st
                 cursor=cursor,
                 mapping=mapping,
                 line=sec.line,
+                label=label,
             )
         else:
             folder = sec.text("folder", required=True)
@@ -222,6 +226,7 @@ def _read_systems(top: _Section, nodes: dict[str, Node], settle: int) -> dict[st
                 settle_seconds=sec.duration("settle", str(settle)),
                 mapping=mapping,
                 line=sec.line,
+                label=label,
             )
         systems[name] = system
     return systems

@@ -32,6 +32,7 @@ class Node:
     library_env: str | None = None  # or: environment variable holding the URL
     conn_id: str | None = None  # or: Airflow connection id
     line: int = 0
+    owner: str | None = None  # who answers for the node's runs (Airflow's DAG owner), e.g. a team
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class System:
     settle_seconds: int = 60  # files: a file changed more recently than this is left for a later run
     mapping: Mapping = field(default_factory=Mapping)
     line: int = 0
+    label: str | None = None  # what a person calls it (e.g. 公安), shown in Airflow's task names
 
 
 @dataclass(frozen=True)

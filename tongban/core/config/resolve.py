@@ -20,7 +20,10 @@ import sqlalchemy as sa
 
 from tongban.core.config.errors import ConfigError
 
-__all__ = ["connection_url", "resolve_url"]
+__all__ = ["CONNECTION_KINDS", "connection_url", "resolve_url", "url_from_fields"]
+
+#: The kinds of database a ``tongban`` connection reaches (its ``kind`` field), and their drivers.
+CONNECTION_KINDS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}
 
 _DRIVERS = {
     "postgres": "postgresql+psycopg",
@@ -49,11 +52,77 @@ def connection_url(uri: str) -> str:
     if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+._-]*", scheme):
         # Never echo the URI: it may hold a password.
         raise ValueError("not a connection URI (expected scheme://user@host:port/database)")
+    if scheme.lower() == "tongban":
+        return _tongban_uri(uri.strip())
     driver = _DRIVERS.get(scheme.lower(), scheme)
     head, question, query = rest.partition("?")
     if question and "__extra__" in query:
         query = urlencode([(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "__extra__"])
     return f"{driver}://{head}" + (f"?{query}" if query else "")
+
+
+def url_from_fields(
+    kind: str,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    schema: str | None = None,
+    login: str | None = None,
+    password: str | None = None,
+) -> str:
+    """The SQLAlchemy URL of a ``tongban`` connection's fields (its ``kind``: sqlite, postgresql, mysql).
+
+    A SQLite database is a file: its path is the host field (or the schema field).
+
+    >>> url_from_fields("postgresql", host="db", port=5432, schema="gongan", login="etl")
+    'postgresql+psycopg://etl@db:5432/gongan'
+    >>> url_from_fields("sqlite", host="/srv/630104/gongan.sqlite")
+    'sqlite:////srv/630104/gongan.sqlite'
+    >>> url_from_fields("oracle", host="db")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown kind 'oracle' (one of: sqlite, postgresql, mysql)
+    """
+    kind = (kind or "").strip().lower()
+    kind = {"postgres": "postgresql", "mariadb": "mysql"}.get(kind, kind)
+    if kind not in CONNECTION_KINDS:
+        raise ValueError(f"unknown kind {kind!r} (one of: {', '.join(CONNECTION_KINDS)})")
+    if kind == "sqlite":
+        path = (host or schema or "").strip()
+        if not path:
+            raise ValueError("a sqlite connection needs the database file's path in its host field")
+        return f"sqlite:///{path}"
+    url = sa.URL.create(
+        CONNECTION_KINDS[kind],
+        username=login or None,
+        password=password or None,
+        host=host or None,
+        port=int(port) if port else None,
+        database=schema or None,
+    )
+    return url.render_as_string(hide_password=False)
+
+
+def _tongban_uri(uri: str) -> str:
+    """A ``tongban://`` connection URI (Airflow's form of a ``tongban`` connection) as a SQLAlchemy URL."""
+    url = sa.make_url(uri)
+    query = dict(url.query)
+    kind = str(query.pop("kind", "") or "")
+    extra = query.pop("__extra__", None)
+    if not kind and extra:
+        try:
+            kind = str(json.loads(str(extra)).get("kind") or "")
+        except (ValueError, AttributeError):
+            kind = ""
+    out = url_from_fields(
+        kind,
+        host=url.host,
+        port=url.port,
+        schema=url.database,
+        login=url.username,
+        password=url.password,
+    )
+    return sa.make_url(out).update_query_dict(query).render_as_string(hide_password=False) if query else out
 
 
 def _json_connection(text: str) -> str:
@@ -62,6 +131,18 @@ def _json_connection(text: str) -> str:
     if not isinstance(data, dict) or not data.get("conn_type"):
         raise ValueError("a JSON connection needs conn_type")
     conn_type = str(data["conn_type"])
+    if conn_type == "tongban":
+        extra = data.get("extra") or {}
+        if isinstance(extra, str):
+            extra = json.loads(extra) if extra.strip() else {}
+        return url_from_fields(
+            str(extra.get("kind") or extra.get("extra__tongban__kind") or ""),
+            host=data.get("host"),
+            port=data.get("port"),
+            schema=data.get("schema"),
+            login=data.get("login"),
+            password=data.get("password"),
+        )
     if conn_type == "sqlite":
         return f"sqlite:///{data.get('host') or ''}"
     url = sa.URL.create(

@@ -22,6 +22,7 @@ from connectors.dropfolder import DropFile, pending_files, quarantine
 from connectors.files import read_file
 from connectors.sql import Cursor, read_sql_incremental
 from schemas.errors import TongbanError
+from tongban.core import logs
 from tongban.core.config import Exchange
 from tongban.core.engine import spool
 from tongban.core.engine.arrowio import PartWriter, raw_columns
@@ -40,6 +41,8 @@ from tongban.core.engine.records import (
 from tongban.core.store import SEQ, Library
 
 __all__ = ["drop_of", "extract", "quarantine_file"]
+
+_log = logs.get("tongban.engine")
 
 
 def extract(
@@ -180,6 +183,20 @@ def _extract(
         ),
     )
     write(run / "extract.json", ExtractRecord(total, parts, quarantined, left))
+    last = next((b.cursor for part in reversed(parts) for b in reversed(part.batches) if b.cursor), None)
+    logs.event(
+        _log,
+        "extract",
+        f"extract {edge.id}: {total} rows read",
+        step="extract",
+        edge=edge.id,
+        run_id=run.name,
+        rows=total,
+        cursor_from=after.to_json() if after else None,
+        cursor_to=last,
+        quarantined=[q.code for q in quarantined] or None,
+        seconds=round(time.time() - started, 3),
+    )
     return uri(run)
 
 

@@ -10,6 +10,7 @@ keeps only the summary.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +23,7 @@ import pyarrow.compute as pc
 import schemas
 from connectors.dropfolder import archive
 from schemas.errors import TongbanError
+from tongban.core import logs
 from tongban.core.config import Exchange
 from tongban.core.engine import spool
 from tongban.core.engine.arrowio import hex_column, read_batch
@@ -50,6 +52,8 @@ from tongban.core.trust.merkle import row_hashes
 
 __all__ = ["load"]
 
+_log = logs.get("tongban.engine")
+
 _COUNTERS = ("batches", "rows", "inserted", "updated", "unchanged", "stale", "conflicts", "rejected")
 
 
@@ -72,13 +76,31 @@ def load(
     run = path_of(run_uri)
     meta = read(run / "run.json", RunRecord)
     plan = plan_for(ex, meta.edge)
+    started = time.monotonic()
     with spool.edge_lock(ex.spool, plan.edge.id, wait=lock_wait), using(ex, libs, resolve_conn) as libs:
+        signed = [entry.manifest for entry in read(run / "sealed.json", SealRecord).manifests]
         summary = _load(ex, plan, run, meta, lib=libs.get(plan.edge.target), cancel=cancel)
         write(run / spool.SUMMARY, summary)
         if not keep_files:
             spool.finish(run)
         spool.abandon_older(run.parent, keep=run.name, started=meta.started_epoch)
-    return summary.as_dict()
+    out = summary.as_dict()
+    logs.event(
+        _log,
+        "load",
+        f"load {plan.edge.id}: {out['inserted']} inserted, {out['updated']} updated, "
+        f"{out['unchanged']} unchanged, {out['rejected']} rejected, {out['conflicts']} conflicts",
+        step="load",
+        edge=plan.edge.id,
+        run_id=meta.run_id,
+        target=plan.edge.target,
+        **{k: out.get(k) for k in (*_COUNTERS, "duplicates", "archived")},
+        quarantined=[q["code"] for q in out.get("quarantined") or []] or None,
+        batch_id=[m.get("batch_id") for m in signed] or None,
+        root=[m.get("merkle_root") for m in signed] or None,
+        seconds=round(time.monotonic() - started, 3),
+    )
+    return out
 
 
 def _load(

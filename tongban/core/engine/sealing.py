@@ -4,10 +4,12 @@ sealing node's key, chained to the edge's last loaded manifest."""
 from __future__ import annotations
 
 import json
+import time
 
 import pyarrow as pa
 
 import schemas
+from tongban.core import logs
 from tongban.core.config import Exchange
 from tongban.core.engine import spool
 from tongban.core.engine.arrowio import read_batches
@@ -22,6 +24,8 @@ from tongban.core.trust.manifest import seal as seal_manifest
 from tongban.core.trust.merkle import merkle_root, row_hashes
 
 __all__ = ["hash_columns", "seal"]
+
+_log = logs.get("tongban.engine")
 
 
 def hash_columns(dataset: str) -> list[str]:
@@ -42,6 +46,7 @@ def seal(
     run = path_of(run_uri)
     meta = read(run / "run.json", RunRecord)
     plan = plan_for(ex, meta.edge)
+    started = time.monotonic()
     with spool.edge_lock(ex.spool, plan.edge.id, wait=lock_wait), using(ex, libs, resolve_conn) as libs:
         validated = read(run / "validate.json", ValidateRecord)
         key_id, private = KeyStore(ex.keys_dir).signer(plan.signer)
@@ -77,4 +82,17 @@ def seal(
                 prev = manifest.hash
                 cursor_from = cursor_to if cursor_to is not None else cursor_from
         write(run / "sealed.json", SealRecord(sealed))
+    logs.event(
+        _log,
+        "seal",
+        f"seal {plan.edge.id}: {len(sealed)} batches signed by {plan.signer}",
+        step="seal",
+        edge=plan.edge.id,
+        run_id=meta.run_id,
+        batches=len(sealed),
+        rows=sum(int(s.manifest.get("rows") or 0) for s in sealed),
+        batch_id=[s.manifest.get("batch_id") for s in sealed] or None,
+        root=[s.manifest.get("merkle_root") for s in sealed] or None,
+        seconds=round(time.monotonic() - started, 3),
+    )
     return uri(run)

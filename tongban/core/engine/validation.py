@@ -8,6 +8,8 @@ kept as a failed transfer, and the other files go on; for a SQL system the same 
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import pyarrow.compute as pc
 import schemas
 from schemas.errors import TongbanError
 from schemas.validate import ContractError, Severity, Validator
+from tongban.core import logs
 from tongban.core.config import Exchange
 from tongban.core.engine import spool
 from tongban.core.engine.arrowio import private_sink, read_batches
@@ -44,6 +47,7 @@ __all__ = ["validate"]
 
 #: Columns of a library's rows that are not the dataset's: never taken from a local system's extract.
 _META = {*META_COLUMNS, SEQ}
+_log = logs.get("tongban.engine")
 
 
 class _FileRefused(Exception):
@@ -66,6 +70,8 @@ def validate(
     run = path_of(run_uri)
     meta = read(run / "run.json", RunRecord)
     plan = plan_for(ex, meta.edge)
+    started = time.monotonic()
+    by_code: Counter[str] = Counter()
     with spool.edge_lock(ex.spool, plan.edge.id, wait=lock_wait), using(ex, libs) as libs:
         extracted = read(run / "extract.json", ExtractRecord)
         out_parts: list[ValidPart] = []
@@ -77,7 +83,7 @@ def validate(
                 out_parts.append(ValidPart(None, None, part.origin, part.fingerprint, []))
                 continue
             try:
-                out, counts = _validate_part(plan, run, p, part, cancel)
+                out, counts = _validate_part(plan, run, p, part, cancel, by_code)
             except _FileRefused as refused:
                 for name in (f"valid-{p:04d}.arrow", f"rejects-{p:04d}.jsonl"):
                     (run / name).unlink(missing_ok=True)
@@ -95,11 +101,28 @@ def validate(
             run / "validate.json",
             ValidateRecord(**totals, parts=out_parts, quarantined=quarantined, left=left),
         )
+    logs.event(
+        _log,
+        "validate",
+        f"validate {plan.edge.id}: {totals['accepted']} accepted, {totals['rejected']} rejected",
+        step="validate",
+        edge=plan.edge.id,
+        run_id=meta.run_id,
+        **totals,
+        rejected_by_code=dict(by_code.most_common()) or None,
+        quarantined=[q.code for q in quarantined] or None,
+        seconds=round(time.monotonic() - started, 3),
+    )
     return uri(run)
 
 
 def _validate_part(
-    plan: Plan, run: Path, p: int, part: ExtractPart, cancel: CancelToken | None
+    plan: Plan,
+    run: Path,
+    p: int,
+    part: ExtractPart,
+    cancel: CancelToken | None,
+    by_code: Counter[str] | None = None,
 ) -> tuple[ValidPart, dict[str, int]]:
     spec = schemas.get(plan.dataset)
     totals = {"rows": 0, "accepted": 0, "rejected": 0, "flagged": 0}
@@ -147,6 +170,8 @@ def _validate_part(
                 if report.severity is Severity.ERROR:
                     bad_rows.append(i)
                     reports.append(report)
+                    if by_code is not None:
+                        by_code.update(report.codes)
                 else:
                     flags[i] = ",".join(report.codes)
             fields = [name for name in spec.names if name in mapped.column_names]
