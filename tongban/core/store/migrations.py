@@ -53,6 +53,7 @@ def _migrate_2(conn: sa.Connection) -> None:
 
 
 # Ordered migrations from one version to the next; a new library is created whole at the latest.
+# Each step touches only what its own version added, so steps apply in order whatever else changed.
 _MIGRATIONS: dict[int, Any] = {2: _migrate_2}
 
 
@@ -71,7 +72,8 @@ def migrate(engine: sa.Engine) -> int:
                 mask_url(str(engine.url)),
             )
         for step in range((version or SCHEMA_VERSION) + 1, SCHEMA_VERSION + 1):
-            _MIGRATIONS[step](conn)
+            if step in _MIGRATIONS:
+                _MIGRATIONS[step](conn)
         seq_table = TABLES["load_seq"]
         if conn.execute(sa.select(seq_table.c.id)).first() is None:
             conn.execute(seq_table.insert().values(id=1, seq=0))
