@@ -208,6 +208,8 @@ def _load(
                 left.append(LeftFile(part.origin, "changed since it was read"))
             else:
                 archived += 1
+                # A file of this name loaded: a quarantined one it replaces (or a retry) is resolved.
+                lib.resolve_file(edge.id, Path(part.origin).name)
     if not sealed:
         lib.note_success(edge.id, plan.dataset, edge.source)
     return LoadSummary(
@@ -260,7 +262,14 @@ def _rejects(run: Path, name: str | None) -> dict[int, list[FailedRow]]:
                 r = json.loads(line)
                 out.setdefault(r["batch"], []).append(
                     FailedRow(
-                        r["row"], r["key"], r["codes"], r["zh"], r["en"], r["payload"], r.get("where", "")
+                        r["row"],
+                        r["key"],
+                        r["codes"],
+                        r["zh"],
+                        r["en"],
+                        r["payload"],
+                        r.get("where", ""),
+                        r.get("failure"),
                     )
                 )
     except FileNotFoundError:
