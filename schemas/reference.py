@@ -82,6 +82,7 @@ _AREAS = {
     "spool": "运行目录 The spool",
     "run": "运行 Runs",
     "reconcile": "对账 Reconciling a child's library with its parent's (maintenance)",
+    "review": "复核 Operator review of failed transfers (tongban failed, the review page)",
     "cli": "命令行 The command line",
     "demo": "演示 The demo",
 }

@@ -351,11 +351,9 @@ def _queued_parts(
                 writer.write(raw_columns(pa.RecordBatch.from_pydict(columns)), None)
         finally:
             writer.close()
-        out.append(
-            ExtractPart(
-                name, None, None, writer.batches, queued="resubmit", failures=[r["id"] for r in resubmits]
-            )
-        )
+        ids = [r["id"] for r in resubmits]
+        target.claim(ids, run.name)
+        out.append(ExtractPart(name, None, None, writer.batches, queued="resubmit", failures=ids))
     return out
 
 

@@ -141,6 +141,7 @@ def _load(
     for p, part in enumerate(validated.parts):
         entries = by_part.get(p, [])
         rejects = _rejects(run, part.rejects) if entries else {}
+        loaded_ids: list[str] = []
         for entry in entries:
             check(cancel)  # between batches: each batch's transaction is whole or absent
             manifest, table, leaves = next(prepared)
@@ -194,8 +195,12 @@ def _load(
             except StoreError as exc:
                 raise SyncError(exc.code, exc.message_zh, exc.message_en, exc.where) from None
             totals["batches"] += 1
+            loaded_ids.append(manifest.batch_id)
             for k in _COUNTERS[1:]:
                 totals[k] += getattr(result, k)
+        if extracted.parts[p].queued == "resubmit" and entries:
+            # Operators' edited rows loaded: their failures are resolved (those rejected again reopened).
+            lib.resolve_resubmitted(extracted.parts[p].failures, loaded_ids)
         if (
             part.origin
             and edge.source_kind == "system"

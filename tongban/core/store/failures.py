@@ -277,6 +277,36 @@ class Failures:
                     out.append({**r, "pending": pending})
         return out
 
+    def claim(self, ids: Sequence[int], run_id: str) -> None:
+        """Mark queued resubmissions as being sent by ``run_id`` (operators get FAILED_IN_FLIGHT until
+        the run ends; a run that dies leaves the claim to the edge's next run, which claims them again)."""
+        if not ids:
+            return
+        t = self.tables["failed_transfers"]
+        with self.engine.begin() as conn:
+            for fid, pending in conn.execute(
+                sa.select(t.c.id, t.c.pending).where(t.c.id.in_(list(ids)), t.c.state == "queued")
+            ).all():
+                data = _json(pending) or {}
+                data["run"] = run_id
+                conn.execute(
+                    t.update().where(t.c.id == fid).values(pending=dumps(data), version=t.c.version + 1)
+                )
+
+    def resolve_resubmitted(self, ids: Sequence[int], batch_ids: Sequence[str]) -> int:
+        """Resolve the resubmissions a run loaded (those rejected again were reopened already)."""
+        if not ids:
+            return 0
+        t = self.tables["failed_transfers"]
+        with self.engine.begin() as conn:
+            return self._close(
+                conn,
+                sa.and_(t.c.id.in_(list(ids)), t.c.state == "queued"),
+                action="resubmitted",
+                now=utcnow(),
+                detail={"batch": list(batch_ids)},
+            )
+
     def queued_edges(self) -> list[str]:
         """Edges with failures queued for their next run."""
         t = self.tables["failed_transfers"]
