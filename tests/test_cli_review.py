@@ -46,7 +46,22 @@ def test_resubmit_then_apply_reaches_the_national_library(
     # The key fixed through an edited JSON file.
     edit = tmp_path / "edit.json"
     edit.write_text(json.dumps({"id_number": row["good_id"]}), encoding="utf-8")
-    assert main(["failed", "resubmit", failed["id"], "--config", config, "--file", str(edit), "--operator", "wang"]) == 0
+    assert (
+        main(
+            [
+                "failed",
+                "resubmit",
+                failed["id"],
+                "--config",
+                config,
+                "--file",
+                str(edit),
+                "--operator",
+                "wang",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "queued" in out and row["good_id"] not in out
     assert main(["failed", "apply", "--config", config, "--json"]) == 0
@@ -61,7 +76,8 @@ def test_resubmit_then_apply_reaches_the_national_library(
     # Audited in the county's library, chain intact, no personal value in it.
     log = AuditLog(w.lib(h.A).engine)
     entries = log.entries(action="failed.resubmit")
-    assert [(e.actor, e.result) for e in entries] == [("cli:" + entries[0].actor.split(":", 1)[1], "FAILED_EDIT_INVALID"), ("wang", "ok")]
+    assert [e.result for e in entries] == ["FAILED_EDIT_INVALID", "ok"]
+    assert entries[0].actor.startswith("cli:") and entries[1].actor == "wang"
     assert log.verify() is None
     assert row["good_id"] not in json.dumps([e.detail for e in entries], ensure_ascii=False)
     # Already resolved: acting again is refused with its code.
@@ -72,7 +88,7 @@ def test_resubmit_then_apply_reaches_the_national_library(
 def test_discard_by_filter_needs_a_reason_and_a_filter(
     make_world: Any, h: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    w, config, _, rows = _world(make_world, h)
+    _w, config, _, _rows = _world(make_world, h)
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:  # --reason is required by the parser
         main(["failed", "discard", "--code", "DATE_INVALID", "--config", config])
@@ -80,7 +96,22 @@ def test_discard_by_filter_needs_a_reason_and_a_filter(
     capsys.readouterr()
     assert main(["failed", "discard", "--config", config, "--reason", "x"]) == 2
     assert "FAILED_NO_FILTER" in capsys.readouterr().err
-    assert main(["failed", "discard", "--code", "DATE_INVALID", "--config", config, "--reason", "测试数据", "--json"]) == 0
+    assert (
+        main(
+            [
+                "failed",
+                "discard",
+                "--code",
+                "DATE_INVALID",
+                "--config",
+                config,
+                "--reason",
+                "测试数据",
+                "--json",
+            ]
+        )
+        == 0
+    )
     done = _lines(capsys)
     assert len(done) == 3 and {d["state"] for d in done} == {"discarded"}
     assert main(["failed", "list", "--config", config, "--json", "--state", "discarded"]) == 0
@@ -89,26 +120,38 @@ def test_discard_by_filter_needs_a_reason_and_a_filter(
     assert main(["failed", "retry", "--code", "NO_SUCH_THING", "--config", config]) == 2
 
 
-def test_retry_of_a_failed_run_and_stale_version(make_world: Any, h: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    w, config, _, rows = _world(make_world, h)
+def test_retry_of_a_failed_run_and_stale_version(
+    make_world: Any, h: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _w, config, _, _rows = _world(make_world, h)
     capsys.readouterr()
-    assert main(["failed", "list", "--config", config, "--json", "--code", "DATE_INVALID", "--limit", "1"]) == 0
+    assert (
+        main(["failed", "list", "--config", config, "--json", "--code", "DATE_INVALID", "--limit", "1"]) == 0
+    )
     (one,) = _lines(capsys)
     assert main(["failed", "retry", one["id"], "--config", config, "--expect-version", "7"]) == 4
     assert "FAILED_CHANGED" in capsys.readouterr().out
     assert main(["failed", "retry", one["id"], "--config", config, "--expect-version", "1"]) == 0
+    assert "queued" in capsys.readouterr().out
     assert main(["failed", "list", "--config", config, "--json", "--state", "queued"]) == 0
     assert [f["id"] for f in _lines(capsys)] == [one["id"]]
 
 
-def test_operators_add_list_disable(make_world: Any, h: Any, capsys: pytest.CaptureFixture[str], monkeypatch: Any) -> None:
+def test_operators_add_list_disable(
+    make_world: Any, h: Any, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
     w = make_world({h.A: h.QINGHAI})
     config = str(w.root / "exchange.yaml")
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert main(["operators", "add", "wang", "--password-stdin", "--config", config]) == 2
     assert "OPERATOR_PASSWORD_WEAK" in capsys.readouterr().err
     monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
-    assert main(["operators", "add", "wang", "--name", "王工", "--reveal", "--password-stdin", "--config", config]) == 0
+    assert (
+        main(
+            ["operators", "add", "wang", "--name", "王工", "--reveal", "--password-stdin", "--config", config]
+        )
+        == 0
+    )
     monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
     assert main(["operators", "add", "wang", "--password-stdin", "--config", config]) == 2
     assert "OPERATOR_EXISTS" in capsys.readouterr().err

@@ -112,8 +112,9 @@ def register(sub: Any) -> None:
         actions,
         "list",
         summary="列出操作员 list operators",
-        description="列出操作员。\nList operators.",
-        examples=(),
+        description="列出操作员：用户名、显示名、能否查看原值、是否停用。\n"
+        "List operators: username, display name, whether they may reveal, whether disabled.",
+        examples=("tongban operators list --workdir demo --json",),
     )
     dp = add_command(
         actions,
