@@ -662,8 +662,8 @@ _ENTRIES: tuple[tuple[str, str, str, str, bool, ExitCode], ...] = (
     (
         "OPERATOR_NAME",
         "review",
-        "操作员用户名应为 3–64 个字母、数字、点、横线或下划线",
-        "an operator's username is 3-64 letters, digits, dots, dashes or underscores",
+        "操作员用户名应为 2–64 个字母、数字、点、横线或下划线",
+        "an operator's username is 2-64 letters, digits, dots, dashes or underscores",
         False,
         U,
     ),

@@ -102,7 +102,7 @@ def register(sub: Any) -> None:
         description="新增操作员；密码至少 12 个字符。\nAdd an operator; a password has at least 12 characters.",
         examples=("tongban operators add wang --name 王工 --reveal",),
     )
-    ap.add_argument("username", help="用户名 username (3-64: letters, digits, . - _)")
+    ap.add_argument("username", help="用户名 username (2-64: letters, digits, . - _)")
     ap.add_argument("--name", help="显示名 display name")
     ap.add_argument("--reveal", action="store_true", help="可查看未脱敏的值 may reveal unmasked values")
     ap.add_argument(

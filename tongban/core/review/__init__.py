@@ -14,7 +14,16 @@ replaced file loads, when the edge next succeeds) lives with the store (:mod:`to
 
 from __future__ import annotations
 
-from tongban.core.review.actions import ACTIONS, Auditor, Outcome, act, act_many, payload_of, reveal
+from tongban.core.review.actions import (
+    ACTIONS,
+    Auditor,
+    Outcome,
+    act,
+    act_many,
+    check_allowed,
+    payload_of,
+    reveal,
+)
 from tongban.core.review.apply import apply_queued, edges_to_apply
 from tongban.core.review.edit import Finding, apply_edit, findings, parse_assignments
 from tongban.core.review.errors import ReviewError
@@ -36,6 +45,7 @@ __all__ = [
     "act_many",
     "apply_edit",
     "apply_queued",
+    "check_allowed",
     "count",
     "edges_to_apply",
     "findings",

@@ -34,7 +34,17 @@ from tongban.core.store import dumps
 from tongban.core.store.failures import ACTIVE, history_row
 from tongban.core.store.rows import utcnow
 
-__all__ = ["ACTIONS", "MAX_MANY", "Auditor", "Outcome", "act", "act_many", "payload_of", "reveal"]
+__all__ = [
+    "ACTIONS",
+    "MAX_MANY",
+    "Auditor",
+    "Outcome",
+    "act",
+    "act_many",
+    "check_allowed",
+    "payload_of",
+    "reveal",
+]
 
 ACTIONS = ("retry", "resubmit", "discard", "resolve")
 #: The most failures one action by filter touches (a larger set: run it again).
@@ -86,7 +96,7 @@ def _check_reason(action: str, reason: str | None) -> str | None:
     return reason
 
 
-def _allowed(ex: Exchange, action: str, row: Lookup[str, Any]) -> None:
+def check_allowed(ex: Exchange, action: str, row: Lookup[str, Any]) -> None:
     """FAILED_NOT_RETRYABLE / FAILED_NOT_RESUBMITTABLE for actions the failure's kind cannot take."""
     try:
         edge = ex.edge(row["edge"])
@@ -174,7 +184,7 @@ def _act(
     row = query.get(ex, libs, ref)
     lib = libs.get(ref.node)
     _fresh(row, expect)
-    _allowed(ex, action, row)
+    check_allowed(ex, action, row)
     pending: dict[str, Any] | None = None
     changed: list[str] = []
     if action == "resubmit":

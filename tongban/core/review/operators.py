@@ -34,7 +34,7 @@ __all__ = [
 
 REVIEW = "review"
 REVEAL = "review:reveal"
-_NAME = re.compile(r"[A-Za-z0-9._-]{3,64}")
+_NAME = re.compile(r"[A-Za-z0-9._-]{2,64}")
 _N, _R, _P = 2**14, 8, 1
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
@@ -90,8 +90,8 @@ def _check_name(username: str) -> str:
     if not _NAME.fullmatch(username or ""):
         raise ReviewError(
             "OPERATOR_NAME",
-            "操作员用户名应为 3–64 个字母、数字、点、横线或下划线",
-            "an operator's username is 3-64 letters, digits, dots, dashes or underscores",
+            "操作员用户名应为 2–64 个字母、数字、点、横线或下划线",
+            "an operator's username is 2-64 letters, digits, dots, dashes or underscores",
             (username or "")[:64],
         )
     return username
