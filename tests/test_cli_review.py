@@ -80,6 +80,9 @@ def test_resubmit_then_apply_reaches_the_national_library(
     assert entries[0].actor.startswith("cli:") and entries[1].actor == "wang"
     assert log.verify() is None
     assert row["good_id"] not in json.dumps([e.detail for e in entries], ensure_ascii=False)
+    # Showing it unmasked is audited too.
+    assert main(["failed", "show", failed["id"], "--config", config, "--reveal"]) == 0
+    assert [e.subject for e in log.entries(action="failed.reveal")] == [failed["id"]]
     # Already resolved: acting again is refused with its code.
     assert main(["failed", "resolve", failed["id"], "--config", config]) == 2
     assert "FAILED_CLOSED" in capsys.readouterr().out

@@ -144,6 +144,11 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
     row = lib.failure(int(ident))
     if row is None:
         raise TongbanError("FAILED_NOT_FOUND", "没有这条失败记录", "no such failed transfer", args.id)
+    if args.reveal:  # unmasked values shown: recorded in the audit log of the library that keeps it
+        from tongban.cli.failed_act import cli_actor
+        from tongban.core.audit import AuditLog
+
+        AuditLog(lib.engine).append(cli_actor(None), "failed.reveal", subject=f"{node}:{ident}", result="ok")
     payload = json.loads(row["payload"]) if row["payload"] else None
     key = row["row_key"]
     if row["kind"] == "row" and isinstance(payload, dict):

@@ -28,7 +28,7 @@ from tongban.cli.common import (
     report_error,
 )
 
-__all__ = ["cmd_act", "cmd_apply", "register_actions"]
+__all__ = ["cli_actor", "cmd_act", "cmd_apply", "register_actions"]
 
 _MAX_EDIT_FILE = 1 << 20
 
@@ -51,8 +51,13 @@ class _Audits:
 
 
 def _actor(args: argparse.Namespace) -> str:
-    if args.operator:
-        return str(args.operator)[:100]
+    return cli_actor(args.operator)
+
+
+def cli_actor(operator: str | None) -> str:
+    """Who acts from the command line: ``--operator``, else ``cli:<login name>``."""
+    if operator:
+        return str(operator)[:100]
     try:
         return f"cli:{getpass.getuser()}"[:100]
     except (OSError, KeyError):

@@ -131,7 +131,7 @@ def _charts(data: dict[str, Any]) -> dict[str, Any]:
         "by_code": [[r["code"], r["open"]] for r in data["by_code"][:20]],
         "per_day": [[r["day"], r["failures"], r["loaded"]] for r in data["per_day"]],
         "lag": [
-            [e["edge"], round(e["lag_seconds"] / 3600, 2) if e["lag_seconds"] is not None else None]
+            [e["edge"], round(e["lag_seconds"] / 60, 1) if e["lag_seconds"] is not None else None]
             for e in data["edges"]
         ],
     }

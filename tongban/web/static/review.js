@@ -30,6 +30,7 @@
           xAxis: horizontal ? vals : cats, yAxis: horizontal ? cats : vals,
           series: [{ type: "bar", data: rows.map(function (r) { return r[1]; }) }] };
       }
+      option.animation = false;  // drawn at once: what a screenshot or a printout shows is the final chart
       chart.setOption(option);
       el.dataset.drawn = "1";
     });
