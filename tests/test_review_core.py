@@ -378,3 +378,37 @@ def test_version_2_library_gets_step_5(make_world: Any, h: Any) -> None:
     put(w, h.A, [bad_check(h, h.A, 1)])
     w.sync(w.system_edge(h.A))
     assert [f["version"] for f in lib.failures()] == [1]
+
+
+def test_a_resubmission_in_flight_then_its_run_fails(make_world: Any, h: Any, monkeypatch: Any) -> None:
+    from tongban.core import engine
+    from tongban.core.engine import runs
+    from tongban.core.errors import SyncError
+
+    w = make_world({h.A: h.QINGHAI})
+    row = bad_check(h, h.A, 3)
+    put(w, h.A, [row])
+    w.sync_all()
+    ref, audit = Ref(h.A, failure_of(w, h.A, row["sfzh"])["id"]), Audit()
+    review.act(w.ex, w.libs, ref, "resubmit", actor="ops", audit=audit, edit={"id_number": row["_good"]})
+    # A run takes it (extract claims it): operators wait for that run.
+    run_uri = engine.extract(w.ex, w.system_edge(h.A), libs=w.libs)
+    refused(
+        "FAILED_IN_FLIGHT", review.act, w.ex, w.libs, ref, "discard", actor="ops", audit=audit, reason="x"
+    )
+    engine.discard_run(run_uri)
+
+    def broken(*a: Any, **k: Any) -> str:
+        raise SyncError("KEY_MISSING", "缺少签名密钥", "the signing key is missing", h.A)
+
+    monkeypatch.setattr(runs, "seal", broken)
+    with pytest.raises(SyncError):
+        w.sync(w.system_edge(h.A))
+    # The failed run let go of it: still queued, and operators may act again (it was not loaded).
+    f = review.get(w.ex, w.libs, ref)
+    assert f["state"] == "queued" and "run" not in review.payload_of({"payload": f["pending"]})
+    assert w.lib(h.A).record(P, row["_good"]) is None
+    monkeypatch.undo()
+    w.sync(w.system_edge(h.A))
+    assert review.get(w.ex, w.libs, ref)["state"] == "resolved"
+    assert w.lib(h.A).record(P, row["_good"]) is not None

@@ -110,7 +110,7 @@ def _filter(args: argparse.Namespace) -> Any:
         dataset=args.dataset,
         code=_check_code(args.code) if args.code else None,
         kind=args.kind,
-        state=None,
+        state=args.state,
         since=parse_since(args.since) if args.since else None,
         until=parse_since(args.until) if args.until else None,
     )
@@ -248,6 +248,9 @@ def _selection_args(p: argparse.ArgumentParser, *, many: bool = True) -> None:
         g.add_argument("--kind", choices=KINDS, help="类型 kind")
         g.add_argument("--since", metavar="WHEN", help="创建不早于 created since: 2026-11-28, 24h, 7d")
         g.add_argument("--until", metavar="WHEN", help="创建早于 created before")
+        g.add_argument(
+            "--state", choices=("open", "queued"), default="open", help="状态 state of the failures to act on"
+        )
         g.add_argument("--all", action="store_true", help="无筛选时作用于全部 act on every open failure")
     p.add_argument(
         "--expect-version",
@@ -300,7 +303,7 @@ def register_actions(actions: Any) -> None:
     )
     sp.add_argument("--file", metavar="JSON", help="含修改字段的 JSON 对象 a JSON object of fields to set")
     sp.add_argument("--reason", help="说明 why (optional)")
-    sp.set_defaults(func=cmd_act, action="resubmit", all=False)
+    sp.set_defaults(func=cmd_act, action="resubmit", all=False, state="open")
 
     dp = add_command(
         actions,

@@ -269,9 +269,10 @@ def act_many(
     where: Filter | None = None,
     reason: str | None = None,
     everything: bool = False,
+    limit: int = MAX_MANY,
 ) -> list[Outcome]:
     """Apply ``action`` to the failures ``refs`` names (each with the version the operator saw, or None)
-    or to those ``where`` selects (at most :data:`MAX_MANY`). Each is its own transaction; one refused
+    or to those ``where`` selects (at most ``limit``, and never more than :data:`MAX_MANY`). Each is its own transaction; one refused
     does not stop the others: the outcomes say which were applied and why others were not."""
     if action == "resubmit":
         raise ReviewError(
@@ -289,7 +290,7 @@ def act_many(
                 "acting on many needs at least one filter (node, dataset, code, kind, edge or time)",
                 "filter",
             )
-        refs = [(r, v) for r, v in query.select_refs(ex, libs, where, MAX_MANY)]
+        refs = [(r, v) for r, v in query.select_refs(ex, libs, where, min(limit, MAX_MANY))]
     out: list[Outcome] = []
     for ref, version in refs:
         try:

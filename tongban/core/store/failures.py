@@ -293,6 +293,23 @@ class Failures:
                     t.update().where(t.c.id == fid).values(pending=dumps(data), version=t.c.version + 1)
                 )
 
+    def release_claims(self, edge: str) -> int:
+        """A run of ``edge`` failed: the resubmissions it claimed wait, queued, for the next run (and
+        operators may act on them again)."""
+        t = self.tables["failed_transfers"]
+        released = 0
+        with self.engine.begin() as conn:
+            for fid, pending in conn.execute(
+                sa.select(t.c.id, t.c.pending).where(t.c.edge == edge, t.c.state == "queued")
+            ).all():
+                data = _json(pending)
+                if isinstance(data, dict) and data.pop("run", None):
+                    conn.execute(
+                        t.update().where(t.c.id == fid).values(pending=dumps(data), version=t.c.version + 1)
+                    )
+                    released += 1
+        return released
+
     def resolve_resubmitted(self, ids: Sequence[int], batch_ids: Sequence[str]) -> int:
         """Resolve the resubmissions a run loaded (those rejected again were reopened already)."""
         if not ids:

@@ -32,7 +32,7 @@ Operator = Annotated[Principal, Depends(require_scope(REVIEW, page=True))]
 Settings = Annotated[WebSettings, Depends(get_settings)]
 Csrf = Annotated[None, Depends(verify_csrf)]
 
-#: The most rows one form may name (the filter form reaches further: up to review.MAX_MANY).
+#: The most rows one form acts on (selected, or matched by the filter: the rest by posting it again).
 MAX_SELECTED = 1000
 _STATUS = {"FAILED_CHANGED": 409, "FAILED_CLOSED": 409, "FAILED_IN_FLIGHT": 409, "REVEAL_FORBIDDEN": 403}
 
@@ -151,12 +151,21 @@ async def act_many(request: Request, who: Operator, settings: Settings, _csrf: C
     scope = _text(form, "scope", 20) or "selected"
     reason = _text(form, "reason")
     ex, libs = settings.exchange, settings.libraries
+    remaining = 0
     try:
         if scope == "filter":
             where = list_filter(settings, form)
             outcomes = review.act_many(
-                ex, libs, action, actor=who.actor, audit=settings.audit, where=where, reason=reason
+                ex,
+                libs,
+                action,
+                actor=who.actor,
+                audit=settings.audit,
+                where=where,
+                reason=reason,
+                limit=MAX_SELECTED,
             )
+            remaining = review.count(ex, libs, where) if len(outcomes) >= MAX_SELECTED else 0
         elif scope == "selected":
             picked = form.getlist("pick")
             if len(picked) > MAX_SELECTED:
@@ -185,6 +194,7 @@ async def act_many(request: Request, who: Operator, settings: Settings, _csrf: C
         applied=applied,
         refused=refused,
         back=request.headers.get("referer") if _same_site(request) else None,
+        remaining=remaining,
         sizes=PAGE_SIZES,
     )
 
