@@ -412,3 +412,62 @@ def test_a_resubmission_in_flight_then_its_run_fails(make_world: Any, h: Any, mo
     w.sync(w.system_edge(h.A))
     assert review.get(w.ex, w.libs, ref)["state"] == "resolved"
     assert w.lib(h.A).record(P, row["_good"]) is not None
+
+
+def test_on_postgresql(make_world: Any, h: Any, pg_url: str, monkeypatch: Any) -> None:
+    """The county's library (where its failures live) on PostgreSQL: the same behaviour."""
+    import uuid
+
+    env = f"TONGBAN_T_LIB_{uuid.uuid4().hex[:8].upper()}"
+    monkeypatch.setenv(env, pg_url)
+    w = make_world({h.A: h.QINGHAI}, libraries={h.A: {"library_env": env}})
+    assert w.lib(h.A).dialect == "postgresql"
+    row = bad_check(h, h.A, 3)
+    late = {**h.person(h.A, 20), "csrq": "1980-02-30"}
+    put(
+        w,
+        h.A,
+        [*h.people(h.A, 3), row, late, *[{**h.person(h.A, 40 + i), "csrq": "1980-02-31"} for i in range(12)]],
+    )
+    w.sync_all()
+    assert review.count(w.ex, w.libs, Filter(node=h.A)) == 14
+    seen, after = [], None
+    while True:
+        page = review.page(w.ex, w.libs, Filter(node=h.A), after=after, size=5)
+        seen += [r["ref"] for r in page.rows]
+        if not (after := page.next):
+            break
+    assert len(set(seen)) == 14
+    # Two operators at once on one row: one wins.
+    ref = Ref(h.A, failure_of(w, h.A, row["sfzh"])["id"])
+    version = review.get(w.ex, w.libs, ref)["version"]
+    audit, results = Audit(), []
+    barrier = threading.Barrier(2)
+
+    def go(action: str, **kw: Any) -> None:
+        barrier.wait()
+        try:
+            results.append(
+                review.act(w.ex, w.libs, ref, action, actor=action, audit=audit, expect_version=version, **kw)
+            )
+        except ReviewError as exc:
+            results.append(exc)
+
+    threads = [
+        threading.Thread(target=go, args=("resubmit",), kwargs={"edit": {"id_number": row["_good"]}}),
+        threading.Thread(target=go, args=("resolve",)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(isinstance(r, ReviewError) for r in results) == 1
+    assert len(review.history(w.libs, ref)) == 1
+    # Self-resolving, and a resubmission (if it won) loaded up to the national library.
+    w.registers[h.A].update(late["sfzh"], csrq=h.person(h.A, 20)["csrq"], gxsj="2025-03-01 11:00:00")
+    review.apply_queued(w.ex, w.libs)
+    w.sync_all()
+    assert failure_of(w, h.A, late["sfzh"])["state"] == "resolved"
+    if any(getattr(r, "action", None) == "resubmit" for r in results):
+        assert w.lib(h.NATIONAL).record(P, row["_good"])["_owner"] == h.A
+    assert review.get(w.ex, w.libs, ref)["state"] == "resolved"
