@@ -142,10 +142,16 @@ class Failures:
         return done
 
     def resolve_runs(self, edge: str, conn: sa.Connection) -> None:
-        """Close the edge's failed runs and refused batches once a run of it succeeds."""
-        t = self.tables["failed_transfers"]
+        """Close the edge's failed runs and refused batches once a run of it succeeds. A batch that
+        was loaded and is kept for review for another reason (signed by a key revoked since) stays."""
+        t, ledger = self.tables["failed_transfers"], self.tables["batches"]
+        loaded = sa.exists(sa.select(ledger.c.batch_id).where(ledger.c.batch_id == t.c.batch_id))
+        refused = sa.and_(t.c.kind == "batch", sa.not_(loaded))
         self._close(
-            conn, sa.and_(t.c.edge == edge, t.c.kind.in_(("run", "batch"))), action="edge_ok", now=utcnow()
+            conn,
+            sa.and_(t.c.edge == edge, sa.or_(t.c.kind == "run", refused)),
+            action="edge_ok",
+            now=utcnow(),
         )
 
     def resolve_file(self, edge: str, name: str) -> int:
