@@ -142,10 +142,14 @@ class Failures:
         return done
 
     def resolve_runs(self, edge: str, conn: sa.Connection) -> None:
-        """Close the edge's failed runs and refused batches once a run of it succeeds. A batch that
-        was loaded and is kept for review for another reason (signed by a key revoked since) stays."""
+        """Close the edge's failed runs and refused batches once a run of it succeeds. A batch kept for
+        review after it was loaded (signed by a key revoked since: ``tongban keys repair``) stays."""
         t, ledger = self.tables["failed_transfers"], self.tables["batches"]
-        loaded = sa.exists(sa.select(ledger.c.batch_id).where(ledger.c.batch_id == t.c.batch_id))
+        loaded = sa.exists(  # loaded before it was kept: a review of a batch that got in, not a refusal
+            sa.select(ledger.c.batch_id).where(
+                ledger.c.batch_id == t.c.batch_id, ledger.c.loaded_at <= t.c.created_at
+            )
+        )
         refused = sa.and_(t.c.kind == "batch", sa.not_(loaded))
         self._close(
             conn,
