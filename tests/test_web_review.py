@@ -248,3 +248,40 @@ def test_bulk_by_selection_and_by_filter(site: Any, h: Any) -> None:
     assert (
         len(w.lib(h.A).failures(state="discarded")) == 2 and len(w.lib(h.A).failures(state="resolved")) == 2
     )
+
+
+def test_hostile_forms(site: Any) -> None:
+    url, _settings, w, info = site
+    ref = info["bad_ref"]
+    with httpx.Client(headers={"accept": "application/json"}) as c:
+        login(url, c, "wang")
+        page = c.get(f"{url}/review/failures/{ref}", headers={"accept": "text/html"}).text
+        token = _csrf(page)
+        cases = [
+            (f"/review/failures/{ref}/act", {"action": "explode"}, "REQUEST_INVALID"),
+            (f"/review/failures/{ref}/act", {"action": "resolve", "version": "one"}, "REQUEST_INVALID"),
+            (f"/review/failures/{ref}/act", {"action": "resolve", "reason": "x" * 600}, "REQUEST_INVALID"),
+            ("/review/failures/630102:99999/act", {"action": "resolve"}, "FAILED_NOT_FOUND"),
+            ("/review/failures/nonsense/act", {"action": "resolve"}, "FAILED_ID"),
+            ("/review/failures/999999:1/act", {"action": "resolve"}, "NODE_UNKNOWN"),
+            ("/review/act", {"action": "resubmit", "scope": "selected"}, "REQUEST_INVALID"),
+            ("/review/act", {"action": "resolve", "scope": "everything"}, "REQUEST_INVALID"),
+            ("/review/act", {"action": "resolve", "scope": "selected"}, "FAILED_NO_FILTER"),
+            ("/review/act", {"action": "resolve", "scope": "selected", "pick": ["../../etc@1"]}, "FAILED_ID"),
+            (
+                "/review/act",
+                {"action": "resolve", "scope": "selected", "pick": [f"{ref}@1"] * 1001},
+                "REQUEST_INVALID",
+            ),
+            ("/review/act", {"action": "resolve", "scope": "filter", "dataset": "nope"}, "REQUEST_INVALID"),
+        ]
+        for path, data, code in cases:
+            r = c.post(f"{url}{path}", data={"csrf": token, **data})
+            assert r.status_code in (400, 403, 404, 409, 422), (path, data, r.status_code)
+            assert r.json()["code"] == code, (path, r.json())
+            assert "Traceback" not in r.text
+        # Too big a body: refused before it is read.
+        r = c.post(f"{url}/review/act", data={"csrf": token, "reason": "x" * 70_000})
+        assert r.status_code == 413
+    # Nothing of it was applied.
+    assert {f["state"] for f in w.lib(ref.split(":")[0]).failures(state=None)} == {"open"}
