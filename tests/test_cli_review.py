@@ -64,6 +64,12 @@ def test_resubmit_then_apply_reaches_the_national_library(
     )
     out = capsys.readouterr().out
     assert "queued" in out and row["good_id"] not in out
+    # Shown while queued: the edited row is masked like the payload (unless --reveal).
+    assert main(["failed", "show", failed["id"], "--config", config, "--json"]) == 0
+    (queued,) = _lines(capsys)
+    assert queued["state"] == "queued" and queued["pending"]["action"] == "resubmit"
+    assert row["good_id"] not in json.dumps(queued, ensure_ascii=False)
+    assert queued["pending"]["fields"] == ["id_number"]
     assert main(["failed", "apply", "--config", config, "--json"]) == 0
     edges = [e["edge"] for e in _lines(capsys)]
     assert edges[0] == w.system_edge(h.A) and edges[-1] == w.edge(h.QINGHAI, h.NATIONAL)

@@ -162,6 +162,7 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
     if not args.reveal:
         row = {k: mask_any(v) if k in ("message_zh", "message_en", "where") else v for k, v in row.items()}
     row.pop("digest", None)
+    row["pending"] = _pending(row["dataset"], row.get("pending"), reveal=args.reveal)
     row = {**row, **_detail(ex, node, int(ident), row, payload if args.reveal else None)}
     if args.json:
         json_line(out, row)
@@ -183,6 +184,19 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
             else:
                 out.write(f"{k}: {v}\n")
     return ExitCode.OK
+
+
+def _pending(dataset: str, text: str | None, *, reveal: bool) -> Any:
+    """The queued action: a resubmission's edited row masked like the payload (unless ``reveal``)."""
+    from tongban.core.masking import mask_any, mask_row
+
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("row"), dict):
+        data["row"] = mask_row(dataset, data["row"], reveal=reveal)
+    return data if reveal else mask_any(data)
 
 
 def _detail(ex: Any, node: str, ident: int, row: dict[str, Any], raw: Any) -> dict[str, Any]:
