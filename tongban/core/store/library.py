@@ -245,9 +245,9 @@ class Library(Merge, Failures):
         return dict(row) if row else None
 
     def failure_counts(self) -> dict[str, int]:
-        """Open failed transfers per edge."""
+        """Failed transfers still waiting per edge: open, or queued for the edge's next run."""
         t = self.tables["failed_transfers"]
-        stmt = sa.select(t.c.edge, sa.func.count()).where(t.c.state == "open").group_by(t.c.edge)
+        stmt = sa.select(t.c.edge, sa.func.count()).where(t.c.state.in_(ACTIVE)).group_by(t.c.edge)
         with self.connect() as c:
             return {edge: int(n) for edge, n in c.execute(stmt)}
 
