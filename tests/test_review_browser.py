@@ -110,6 +110,8 @@ def test_operator_fixes_resubmits_discards_acts_on_50_and_switches_language(
                 assert record is not None and record["_owner"] == h.A, node
             page.reload()
             assert page.locator("#state").inner_text() == "resolved"
+            # The page shows it arrived at every level (county, province, national).
+            assert page.locator("#arrivals tr[data-present='1']").count() == 3
             assert page.locator("#history tr[data-action=resubmitted]").count() == 1
             page.screenshot(path=str(shots / "05-loaded.png"), full_page=True)
 

@@ -84,9 +84,8 @@ class Failures:
             conn.execute(
                 t.update()
                 .where(t.c.id.in_(chunk), t.c.state.in_(ACTIVE))
-                .values(
+                .values(  # (``pending`` stays: the resubmitted row says where the record went)
                     state="resolved",
-                    pending=None,
                     version=t.c.version + 1,
                     updated_at=now,
                     closed_at=now,

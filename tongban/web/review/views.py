@@ -245,6 +245,7 @@ def detail_context(settings: WebSettings, ref: Ref, *, reveal: bool = False) -> 
     except TongbanError:
         retryable = False
     return {
+        "arrivals": _arrivals(settings, row, reveal=reveal),
         "row": {
             **row,
             "row_key": key,
@@ -262,6 +263,46 @@ def detail_context(settings: WebSettings, ref: Ref, *, reveal: bool = False) -> 
         "resubmittable": resubmittable and row["state"] in ("open", "queued"),
         "retryable": retryable and row["state"] in ("open", "queued"),
     }
+
+
+def _arrivals(settings: WebSettings, row: dict[str, Any], *, reveal: bool) -> list[dict[str, Any]]:
+    """Where the row's record is now, from the node keeping the failure up to the national library
+    (the resubmitted key, when a resubmission corrected it): the operator watches it arrive."""
+    dataset = row["dataset"]
+    if row["kind"] != "row" or dataset not in schemas.DATASETS or row["state"] not in ("queued", "resolved"):
+        return []
+    spec = schemas.get(dataset)
+    pending = review.payload_of({"payload": row.get("pending")})
+    key = row.get("row_key")
+    if (
+        isinstance(pending, dict)
+        and pending.get("action") == "resubmit"
+        and isinstance(pending.get("row"), dict)
+    ):
+        key = pending["row"].get(spec.key) or key
+    if not key:
+        return []
+    ex, out = settings.exchange, []
+    node: str | None = row["node"]
+    while node:
+        entry: dict[str, Any] = {"node": node, "name": ex.nodes[node].name, "present": False}
+        try:
+            record = settings.libraries.get(node).record(dataset, str(key))
+        except TongbanError:
+            record, entry["unreachable"] = None, True
+        if record is not None:
+            entry.update(
+                present=True,
+                at=record["_synced_at"],
+                batch=str(record["_batch"])[:16],
+                owner=record["_owner"],
+            )
+        out.append(entry)
+        node = ex.nodes[node].parent
+    shown = key if reveal else mask_row(dataset, {spec.key: key})[spec.key]
+    for entry in out:
+        entry["key"] = shown
+    return out
 
 
 @router.get("/failures/{ident}", response_class=HTMLResponse)
