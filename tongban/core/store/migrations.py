@@ -67,7 +67,10 @@ def _migrate_5(conn: sa.Connection) -> None:
         if name not in have:  # (a library taken back by hand may keep some)
             conn.exec_driver_sql(f"ALTER TABLE failed_transfers ADD COLUMN {ddl}")
     indexes = {ix["name"] for ix in inspector.get_indexes("failed_transfers")}
-    for name, cols in (("ix_failed_list", "state, created_at, id"), ("ix_failed_key", "edge, row_key")):
+    for name, cols in (
+        ("ix_failed_list", "state, created_at, id"),
+        ("ix_failed_key", "edge, state, row_key"),
+    ):
         if name not in indexes:
             conn.exec_driver_sql(f"CREATE INDEX {name} ON failed_transfers ({cols})")
 

@@ -179,7 +179,7 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Index("ix_failed_state", "state", "dataset"),
         sa.Index("ix_failed_digest", "edge", "digest"),
         sa.Index("ix_failed_list", "state", "created_at", "id"),
-        sa.Index("ix_failed_key", "edge", "row_key"),
+        sa.Index("ix_failed_key", "edge", "state", "row_key"),  # waiting failures of an edge, by key
     )
     tables["failed_actions"] = sa.Table(
         "failed_actions",
