@@ -11,8 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -80,9 +79,6 @@ class Filter:
     def narrowed(self) -> bool:
         """Whether anything but the state narrows it (acting on many asks for that)."""
         return any((self.node, self.dataset, self.code, self.kind, self.edge, self.since, self.until))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: (v.isoformat() if isinstance(v, _dt.datetime) else v) for k, v in self.__dict__.items()}
 
 
 @dataclass(frozen=True)
@@ -226,11 +222,3 @@ def history(libs: Libraries, ref: Ref) -> list[dict[str, Any]]:
         detail = json.loads(r["detail"]) if r["detail"] else None
         out.append({**r, "detail": detail})
     return out
-
-
-def narrow(f: Filter, **changes: Any) -> Filter:
-    return replace(f, **changes)
-
-
-def parse_refs(texts: Iterable[str]) -> list[Ref]:
-    return [Ref.parse(t) for t in texts]
