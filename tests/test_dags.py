@@ -32,6 +32,7 @@ for dag_id, dag in bag.dags.items():
         "doc": dag.doc_md or "",
         "templates": sorted({t.map_index_template or "" for t in dag.tasks}),
         "rules": {t.task_id: str(t.trigger_rule) for t in dag.tasks},
+        "paused_at_creation": dag.is_paused_upon_creation,
     }
 print(json.dumps(out))
 """
@@ -122,6 +123,7 @@ def test_maintenance_dags_are_built_from_the_same_file(bag: dict) -> None:
     assert set(bag["dags"]["tongban_expire_licenses"]["tasks"]) == {"expire"}
     assert set(bag["dags"]["tongban_prune"]["tasks"]) == {"prune"}
     assert set(bag["dags"]["tongban_review"]["tasks"]) == {"apply_queued"}
+    assert bag["dags"]["tongban_review"]["paused_at_creation"] is False  # operators' actions need no one
 
 
 def test_config_typo_is_an_import_error_naming_file_line_and_field(tmp_path: Path) -> None:

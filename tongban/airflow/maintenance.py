@@ -8,7 +8,8 @@
 - ``tongban_expire_licenses`` (daily): one mapped instance per province, expiring its counties' licenses
   whose ``valid_until`` has passed (``05`` 失效, through each library's load path);
 - ``tongban_prune`` (daily): spool run folders and drop-folder archives older than the DAG's params;
-- ``tongban_review`` (every 5 minutes): applies operators' queued retries and resubmissions by running
+- ``tongban_review`` (every 5 minutes, unpaused when created): applies operators' queued retries and
+  resubmissions by running
   the edges with queued work and the edges above them (:func:`tongban.core.review.apply_queued`), so
   an action taken in the review page takes effect without anyone running a command.
 """
@@ -171,6 +172,8 @@ def build_maintenance_dags(ex: Exchange) -> dict[str, DAG]:
         start_date=START,
         catchup=False,
         max_active_runs=1,
+        # Unpaused from the start: what operators queue in the page takes effect with nobody at Airflow.
+        is_paused_upon_creation=False,
         tags=[*tags, "review", "复核"],
         default_args=_args(ex),
         doc_md=(

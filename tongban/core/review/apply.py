@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
+
 from schemas.errors import TongbanError
 from tongban.core.config import Exchange
 from tongban.core.engine.libraries import Libraries
@@ -25,11 +27,9 @@ def edges_to_apply(ex: Exchange, libs: Libraries) -> list[str]:
     queued: set[str] = set()
     for code in ex.nodes:
         try:
-            lib = libs.get(code)
-            lib.migrate()
-            queued.update(lib.queued_edges())
-        except TongbanError:
-            continue  # a library that cannot be read has nothing we can apply now
+            queued.update(libs.get(code).queued_edges())
+        except (TongbanError, sa.exc.SQLAlchemyError):
+            continue  # a library that cannot be read (or is not set up yet) has nothing to apply now
     known = {e.id: e for e in ex.edges}
     picked = {e for e in queued if e in known}
     # Up the tree: an edge from a node some picked edge writes into, for the same dataset.
