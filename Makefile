@@ -52,6 +52,7 @@ bench: setup
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/sync.py
 	$(BIN)/python bench/national.py
+	$(BIN)/python bench/review.py
 
 clean:
 	rm -rf $(VENV) demo demo-airflow .pytest_cache .ruff_cache .hypothesis
