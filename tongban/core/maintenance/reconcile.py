@@ -243,6 +243,7 @@ def _record(parent: Library, drift: Drift, found: list[tuple[str, str, str | Non
         return 0
     t = TABLES["failed_transfers"]
     now = utcnow()
+    ring = parent.keyring()
     rows = []
     for code, key, child_hash, parent_hash in found:
         digest = hashlib.sha256(
@@ -264,6 +265,7 @@ def _record(parent: Library, drift: Drift, found: list[tuple[str, str, str | Non
                 payload={"child_hash": child_hash, "parent_hash": parent_hash},
                 digest=digest,
                 now=now,
+                seal=ring,
             )
         )
     with parent.engine.begin() as conn:

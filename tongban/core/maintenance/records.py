@@ -65,4 +65,4 @@ def scan(lib: Library, dataset: str, where: Any, extra: Sequence[str] = ()) -> I
     with lib.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=_CHUNK).execute(stmt).mappings()
         for part in result.partitions(_CHUNK):
-            yield [dict(r) for r in part]
+            yield [lib.open_row(dataset, dict(r)) for r in part]

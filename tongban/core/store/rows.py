@@ -8,7 +8,13 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tongban.core.store.vault import Keyring
+
+#: The associated data of a failed transfer's sealed payload (sealed.py reads it back).
+PAYLOAD_AAD = b"failed_transfers.payload"
 
 __all__ = ["FailedRow", "LoadResult", "dumps", "failure_digest", "failure_row", "utcnow"]
 
@@ -84,8 +90,13 @@ def failure_row(
     row_key: str | None = None,
     payload: Any = None,
     digest: str | None = None,
+    seal: Keyring | None = None,
 ) -> dict[str, Any]:
-    """One open failed transfer, as the ``failed_transfers`` table stores it."""
+    """One open failed transfer, as the ``failed_transfers`` table stores it (its payload sealed by
+    ``seal``, the library's keyring, when given)."""
+    text = dumps(payload) if payload is not None else None
+    if seal is not None and text is not None:
+        text = seal.seal(text, PAYLOAD_AAD)
     return {
         "kind": kind,
         "state": "open",
@@ -100,7 +111,7 @@ def failure_row(
         "message_zh": message_zh,
         "message_en": message_en,
         "where": where,
-        "payload": dumps(payload) if payload is not None else None,
+        "payload": text,
         "digest": digest,
         "attempts": 1,
         "created_at": now,
