@@ -1,5 +1,5 @@
-"""``tongban keys list|rotate|revoke|repair``: node signing keys, the trust list, and the repair of the
-libraries after a key compromise."""
+"""``tongban keys list|rotate|revoke|repair|rotate-data``: node signing keys, the trust list, the repair
+of the libraries after a key compromise, and the rotation of a library's data key (encryption at rest)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,14 @@ def cmd_keys(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban keys list|rotate|revoke|repair: node signing keys and the trust list."""
     try:
         ex = load_config(args)
-        {"list": _list, "rotate": _rotate, "revoke": _revoke, "repair": _repair}[args.action](ex, args, out)
+        actions = {
+            "list": _list,
+            "rotate": _rotate,
+            "revoke": _revoke,
+            "repair": _repair,
+            "rotate-data": _rotate_data,
+        }
+        actions[args.action](ex, args, out)
     except TongbanError as exc:
         return report_error(exc, as_json=args.json, out=out)
     return ExitCode.OK
@@ -127,6 +134,36 @@ def _repair(ex: Any, args: argparse.Namespace, out: TextIO) -> None:
     )
 
 
+def _rotate_data(ex: Any, args: argparse.Namespace, out: TextIO) -> None:
+    from tongban.core import engine
+    from tongban.core.store import rekey
+
+    node = _needs_target(args, "请指定节点代码", "name the node whose library's data key to rotate")
+    ex.node(node)
+    with engine.Libraries(ex) as libs:
+        lib = libs.get(node)
+        lib.migrate()
+        resumed = rekey.status(lib)["cursor"] is not None
+        new = None if (args.resume or resumed) else rekey.rotate(lib)
+        done = rekey.rekey(lib, chunk=args.chunk)
+        state = rekey.status(lib)
+    report = {"node": node, "key_id": new or lib.keyring().active, "resumed": new is None, **done}
+    report["keys"] = len(state["keys"])
+    _say(
+        out,
+        args.json,
+        report,
+        f"{node} 数据密钥 data key {report['key_id']}"
+        + ("（续做上次中断的轮换 resumed an interrupted rotation）" if new is None else "")
+        + f"：重新加密 re-sealed {done['resealed']} 行 rows，删除旧密钥 old keys deleted {done['keys_deleted']}"
+        + (
+            ""
+            if done["settled"]
+            else "；仍有写入使用旧密钥，请再次运行 writes still used the old key: run again"
+        ),
+    )
+
+
 def _duration(text: str) -> int:
     """argparse type: seconds, or a duration such as 12h or 7d."""
     from tongban.core.config import parse_duration
@@ -153,6 +190,7 @@ def register(sub: Any) -> None:
             "tongban keys rotate 630104 --overlap 1d",
             "tongban keys revoke KEY_ID --reason 'key leaked'",
             "tongban keys repair KEY_ID --dry-run",
+            "tongban keys rotate-data 630104",
         ),
     )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -218,4 +256,28 @@ def register(sub: Any) -> None:
     )
     add_config_args(a)
 
-    p.set_defaults(func=cmd_keys, target=None, reason=None, dry_run=False, overlap=7 * 86400)
+    a = add_command(
+        actions,
+        "rotate-data",
+        summary="轮换节点库的数据密钥 rotate a library's data key",
+        description="为节点的库生成新数据密钥（由主密钥加密保存），分批用新密钥重新加密所有加密字段与失败传输的内容；\n"
+        "中断后再次运行即从中断处继续，完成前旧密钥仍可解密，完成后删除。\n"
+        "Make a new data key for the node's library (wrapped by its master key) and re-seal every sealed\n"
+        "field and failed-transfer payload under it in chunks; run again after an interruption to resume where\n"
+        "it stopped. The old key still opens everything until the end, then it is deleted.",
+        examples=("tongban keys rotate-data 630104", "tongban keys rotate-data 630104 --resume --json"),
+    )
+    a.add_argument("target", nargs="?", metavar="NODE", help="节点代码 node code")
+    a.add_argument(
+        "--resume",
+        action="store_true",
+        help="只续做未完成的重新加密，不再新建密钥 only finish an interrupted re-sealing, make no new key",
+    )
+    a.add_argument(
+        "--chunk", type=int, default=1000, metavar="ROWS", help="每批行数 rows per transaction (1000)"
+    )
+    add_config_args(a)
+
+    p.set_defaults(
+        func=cmd_keys, target=None, reason=None, dry_run=False, overlap=7 * 86400, resume=False, chunk=1000
+    )

@@ -161,6 +161,7 @@ def rekey(
             lib.set_meta(conn, _CURSOR, None)
             lib.set_meta(conn, _PENDING, None)
         lib.keyring(reload=True)
+        lib.checkpoint()
         return {**done, "settled": True}
     # Loads kept writing under a retiring key (they follow the rotation at their next transaction):
     # the keys stay, everything still opens, and the next call finishes.
