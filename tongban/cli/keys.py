@@ -4,7 +4,9 @@ of the libraries after a key compromise, and the rotation of a library's data ke
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from schemas.errors import TongbanError
@@ -23,6 +25,7 @@ def cmd_keys(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             "revoke": _revoke,
             "repair": _repair,
             "rotate-data": _rotate_data,
+            "trust-list": _trust_list,
         }
         actions[args.action](ex, args, out)
     except TongbanError as exc:
@@ -164,6 +167,37 @@ def _rotate_data(ex: Any, args: argparse.Namespace, out: TextIO) -> None:
     )
 
 
+def _trust_list(ex: Any, args: argparse.Namespace, out: TextIO) -> None:
+    """Publish the signed trust list: checked against the root key the root's library pinned, then
+    written as signed (offices and offline checkers take it from here)."""
+    from tongban.core import engine, trust
+    from tongban.core.trust.canonical import write_atomic
+
+    with engine.Libraries(ex) as libs:
+        pinned = libs.get(ex.trust_root).pinned_root()
+    listed = trust.TrustList.load(ex.trust_list, trust.from_b64url(pinned) if pinned else None)
+    text = listed.to_json()
+    now = trust.iso(datetime.datetime.now(datetime.UTC))
+    counts = {
+        "keys": len(listed.entries),
+        "revoked": sum(1 for e in listed.entries if e.revoked_at is not None),
+        "issued_at": trust.iso(listed.issued_at),
+        "root_key_id": listed.key_id,
+        "checked_at": now,
+    }
+    if args.out:
+        write_atomic(Path(args.out), text.encode("utf-8"), mode=0o644)  # public: keys, no secrets
+        _say(
+            out,
+            args.json,
+            {"out": str(args.out), **counts},
+            f"信任列表已发布 trust list published: {args.out}（{counts['keys']} 个密钥 keys，"
+            f"{counts['revoked']} 个已吊销 revoked，根密钥 root key {listed.key_id}）",
+        )
+    else:
+        out.write(text)
+
+
 def _duration(text: str) -> int:
     """argparse type: seconds, or a duration such as 12h or 7d."""
     from tongban.core.config import parse_duration
@@ -191,6 +225,7 @@ def register(sub: Any) -> None:
             "tongban keys revoke KEY_ID --reason 'key leaked'",
             "tongban keys repair KEY_ID --dry-run",
             "tongban keys rotate-data 630104",
+            "tongban keys trust-list --out trust-list.json",
         ),
     )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -278,6 +313,27 @@ def register(sub: Any) -> None:
     )
     add_config_args(a)
 
+    a = add_command(
+        actions,
+        "trust-list",
+        summary="发布已签名的信任列表 publish the signed trust list",
+        description="核对信任列表的签名（对照根节点库固定的根公钥）后原样输出或写入文件，供各办事窗口与离线核验使用。\n"
+        "Check the trust list's signature (against the root key the root's library pinned) and print it as\n"
+        "signed, or write it to a file, for offices and offline checkers.",
+        examples=("tongban keys trust-list --out trust-list.json", "tongban keys trust-list > trust.json"),
+    )
+    a.add_argument(
+        "--out", metavar="FILE", help="写入文件（默认输出到标准输出）write to FILE (default: stdout)"
+    )
+    add_config_args(a)
+
     p.set_defaults(
-        func=cmd_keys, target=None, reason=None, dry_run=False, overlap=7 * 86400, resume=False, chunk=1000
+        out=None,
+        func=cmd_keys,
+        target=None,
+        reason=None,
+        dry_run=False,
+        overlap=7 * 86400,
+        resume=False,
+        chunk=1000,
     )
