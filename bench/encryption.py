@@ -132,7 +132,9 @@ def main() -> None:
                 lib.dispose()
     n = args.rows
     print(f"encryption at rest, {n:,} population rows, batches of {args.batch:,}, best of {args.repeat}")
-    print(f"  {platform.processor() or platform.machine()}, Python {platform.python_version()}, SQLite library")
+    print(
+        f"  {platform.processor() or platform.machine()}, Python {platform.python_version()}, SQLite library"
+    )
     for what, base in (("load sealed", "load plain"), ("read opened", "read raw")):
         a, b = best[what], best[base]
         print(
