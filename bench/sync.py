@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import abc
 import argparse
+import base64
 import contextlib
 import datetime as dt
 import functools
@@ -746,6 +747,9 @@ def memory_note(run: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    # The county's master key (encryption at rest) from the environment, as in production: every fresh
+    # library of the run wraps its data keys with it.
+    os.environ.setdefault(f"TONGBAN_MASTER_KEY_{COUNTY}", base64.b64encode(os.urandom(32)).decode())
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument(
