@@ -49,16 +49,13 @@ def seal_table(ring: Keyring, dataset: str, rows: pa.Table) -> pa.Table:
     fields = SEALED.get(dataset, ())
     if not fields or not rows.num_rows:
         return rows
-    keys = [str(k) for k in rows.column(schemas.get(dataset).key).to_pylist()]
+    keys = [str(k).encode() for k in rows.column(schemas.get(dataset).key).to_pylist()]
     for name in fields:
         if name not in rows.column_names:
             continue
         values = _text(rows.column(name))
         prefix = f"{dataset}.{name}:".encode()
-        sealed = [
-            None if v is None else ring.seal(v, prefix + k.encode())
-            for v, k in zip(values, keys, strict=True)
-        ]
+        sealed = ring.seal_many(values, [prefix + k for k in keys])
         rows = rows.set_column(rows.column_names.index(name), name, pa.array(sealed, pa.string()))
         if name in INDEXED.get(dataset, ()):
             hashed = pa.array([None if v is None else ring.index(v) for v in values], pa.string())
@@ -97,22 +94,15 @@ def open_batch(ring: Keyring, dataset: str, batch: pa.RecordBatch, *, where: str
     fields = [n for n in SEALED.get(dataset, ()) if n in batch.schema.names]
     if not fields or not batch.num_rows:
         return batch
-    keys = _text(batch.column(schemas.get(dataset).key))
+    bound = [str(k).encode() for k in _text(batch.column(schemas.get(dataset).key))]
     arrays = list(batch.columns)
     names = batch.schema.names
     for name in fields:
         i = names.index(name)
         values = _text(arrays[i])
         prefix = f"{dataset}.{name}:".encode()
-        arrays[i] = pa.array(
-            [
-                None
-                if v is None
-                else ring.open(v, prefix + str(k).encode(), where=f"{where} {dataset}.{name}")
-                for v, k in zip(values, keys, strict=True)
-            ],
-            pa.string(),
-        )
+        opened = ring.open_many(values, [prefix + k for k in bound], where=f"{where} {dataset}.{name}")
+        arrays[i] = pa.array(opened, pa.string())
     return pa.RecordBatch.from_arrays(arrays, names=names)
 
 

@@ -227,6 +227,22 @@ class Keyring:
         blob = self._aead[self.active].encrypt(nonce, value.encode("utf-8"), aad)
         return f"{_PREFIX}{self.active}.{base64.b64encode(nonce + blob).decode()}"
 
+    def seal_many(self, values: list[str | None], aads: list[bytes]) -> list[str | None]:
+        """:meth:`seal` over a column (nonces drawn in one call; the same envelopes, faster)."""
+        encrypt = self._aead[self.active].encrypt
+        head = f"{_PREFIX}{self.active}."
+        nonces = os.urandom(_NONCE * len(values))
+        b2a = binascii.b2a_base64
+        out: list[str | None] = []
+        append = out.append
+        for i, (value, bound) in enumerate(zip(values, aads, strict=True)):
+            if value is None:
+                append(None)
+                continue
+            nonce = nonces[i * _NONCE : (i + 1) * _NONCE]
+            append(head + b2a(nonce + encrypt(nonce, value.encode("utf-8"), bound), newline=False).decode())
+        return out
+
     def key_of(self, text: str) -> str | None:
         """The data key id a sealed text names (None for a plain value)."""
         return text[len(_PREFIX) : len(_PREFIX) + 12] if is_sealed(text) else None
@@ -263,6 +279,32 @@ class Keyring:
                 "the ciphertext was altered or moved to another record, and fails authentication",
                 where,
             ) from None
+
+    def open_many(self, texts: list[str | None], aads: list[bytes], *, where: str) -> list[str | None]:
+        """:meth:`open` over a column; any value that does not open fails the whole call."""
+        plen = len(_PREFIX)
+        aeads = self._aead
+        a2b = binascii.a2b_base64
+        out: list[str | None] = []
+        append = out.append
+        for text, bound in zip(texts, aads, strict=True):
+            if text is None:
+                append(None)
+                continue
+            aead = aeads.get(text[plen : plen + 12]) if text.startswith(_PREFIX) else None
+            if aead is None or text[plen + 12 : plen + 13] != ".":
+                append(
+                    self.open(text, bound, where=where)
+                )  # plain (while pending), unknown key: the slow path
+                continue
+            try:
+                blob = a2b(text[plen + 13 :], strict_mode=True)
+                if len(blob) < _NONCE + _TAG:
+                    raise ValueError("short")
+                append(aead.decrypt(blob[:_NONCE], blob[_NONCE:], bound).decode("utf-8"))
+            except (binascii.Error, ValueError, InvalidTag, UnicodeDecodeError):
+                append(self.open(text, bound, where=where))  # raises DATA_TAMPERED with its message
+        return out
 
     def index(self, value: str) -> str:
         """The keyed hash (HMAC-SHA256, hex) of an identifier, as the ``_ix_`` columns hold it."""
