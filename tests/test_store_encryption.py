@@ -343,3 +343,89 @@ def test_lookup_by_keyed_hash(tmp_path: Path, keys: Path) -> None:
     with sqlite3.connect(tmp_path / "library.sqlite") as db:
         stored = {r[0] for r in db.execute("SELECT _ix_holder_code FROM license")}
     assert hashlib.sha256(holder.encode()).hexdigest() not in stored and len(stored) == 2
+
+
+# -- PostgreSQL: the same promises where the types, the locks and the migration differ ---------------------
+
+
+def _pg_lib(pg_url: str, keys: Path) -> Library:
+    lib = Library(pg_url, PROVINCE, Vault(PROVINCE, keys))
+    lib.vault.create()
+    lib.migrate()
+    return lib
+
+
+def test_postgres_rotation_and_lookup(pg_url: str, keys: Path) -> None:
+    lib = _pg_lib(pg_url, keys)
+    try:
+        edge = Edge(lib)
+        edge.load([resident(i) for i in range(30)])
+        Edge(lib, f"license.{A}.{PROVINCE}", "license").load([licence(1, "11010519491231002X")])
+        old = lib.keyring().active
+        new = rekeying.rotate(lib)
+        stops = []
+
+        def interrupt(table: str, rows: int) -> None:
+            stops.append(table)
+            if len(stops) == 2:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            rekeying.rekey(lib, chunk=8, on_chunk=interrupt)
+        edge.load(
+            [resident(i, name=f"新{i}", updated_at=dt.datetime(2025, 5, 1, tzinfo=UTC)) for i in range(3)]
+        )
+        done = rekeying.rekey(lib, chunk=8)
+        assert done["settled"] and done["keys_deleted"] == 1 and lib.keyring().active == new != old
+        with lib.connect() as c:
+            names = [r[0] for r in c.exec_driver_sql("SELECT name FROM population")]
+            births = [r[0] for r in c.exec_driver_sql("SELECT birth_date FROM population")]
+        assert all(v.startswith(f"tb1.{new}.") for v in names + births)
+        assert lib.record("population", resident(1)["id_number"])["name"] == "新1"
+        assert lib.record("population", resident(1)["id_number"])["birth_date"] == "1980-01-01"
+        assert [h["name"] for h in lib.history("population", resident(1)["id_number"])] == ["居民1"]
+        assert find(lib, "license", "holder_code", "11010519491231002x")[0]["license_number"] == "QH-000001"
+    finally:
+        lib.dispose()
+
+
+def test_postgres_version_2_library_is_sealed_by_its_migration(pg_url: str, keys: Path) -> None:
+    lib = _pg_lib(pg_url, keys)
+    Edge(lib).load([resident(i, name=f"皇甫{i}号") for i in range(12)])
+    plain = {resident(i)["id_number"]: lib.record("population", resident(i)["id_number"]) for i in range(12)}
+    lib.dispose()
+    # What version 2 had: typed columns holding plain values, no index column, no data keys.
+    with lib.engine.begin() as c:
+        for key, row in plain.items():
+            c.exec_driver_sql(
+                "UPDATE population SET name = %(n)s, birth_date = %(b)s, household_address = %(a)s "
+                "WHERE id_number = %(k)s",
+                {"n": row["name"], "b": row["birth_date"], "a": row["household_address"], "k": key},
+            )
+        for t in ("population", "population_history"):
+            c.exec_driver_sql(f"ALTER TABLE {t} ALTER COLUMN birth_date TYPE DATE USING birth_date::date")
+            c.exec_driver_sql(f"ALTER TABLE {t} ALTER COLUMN name TYPE VARCHAR(256)")
+        c.exec_driver_sql('DROP INDEX "ix_license_ix_holder_code"')
+        for t in ("license", "license_history"):
+            c.exec_driver_sql(f'ALTER TABLE {t} DROP COLUMN "_ix_holder_code"')
+        c.exec_driver_sql("DELETE FROM data_keys")
+        c.exec_driver_sql("UPDATE tongban_meta SET value = '2' WHERE name = 'schema_version'")
+    lib.dispose()
+    migrated = Library(pg_url, PROVINCE, Vault(PROVINCE, keys))
+    try:
+        assert migrated.migrate() == 3
+        with migrated.connect() as c:
+            kinds = dict(
+                c.exec_driver_sql(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = 'population' "
+                    "AND column_name IN ('name', 'birth_date')"
+                ).all()
+            )
+            values = [r[0] for r in c.exec_driver_sql("SELECT birth_date FROM population")]
+        assert kinds == {"name": "text", "birth_date": "text"}
+        assert values and all(v.startswith("tb1.") for v in values)
+        assert migrated.record("population", resident(3)["id_number"])["name"] == "皇甫3号"
+        assert migrated.record("population", resident(3)["id_number"])["birth_date"] == "1980-01-01"
+    finally:
+        migrated.dispose()
