@@ -332,6 +332,8 @@ def test_lookup_by_keyed_hash(tmp_path: Path, keys: Path) -> None:
     assert [r["license_number"] for r in find(lib, "license", "license_number", "QH-000003")] == ["QH-000003"]
     assert find(lib, "population", "id_number", resident(1)["id_number"])[0]["name"] == resident(1)["name"]
     assert len(find(lib, "license", "holder_code", holder, limit=1)) == 1
+    with lib.engine.connect() as conn:  # through the caller's connection
+        assert len(find(lib, "license", "holder_code", holder, conn=conn)) == 2
     page2 = find(lib, "license", "holder_code", holder, after=found[0]["license_id"])
     assert [r["license_number"] for r in page2] == ["QH-000002"]
     with pytest.raises(StoreError) as err:

@@ -43,13 +43,15 @@ def find(
     *,
     limit: int = LOOKUP_LIMIT,
     after: str | None = None,
+    conn: sa.Connection | None = None,
 ) -> list[dict[str, Any]]:
     """The current records of ``dataset`` whose ``field`` equals ``value``, sealed fields opened,
     ordered by record key (``after``: the last key of the previous page).
 
     An indexed sealed field is compared by its keyed hash, trimmed and upper-cased (an ID number's
     check character ``x`` is ``X``); other fields exactly. StoreError LOOKUP_FIELD for a field that
-    cannot be looked up (a sealed field without an index, or no such field).
+    cannot be looked up (a sealed field without an index, or no such field). ``conn``: read through
+    this connection (e.g. a read-only one that never takes SQLite's write lock) instead of the library's.
     """
     spec = schemas.get(dataset)
     if field not in searchable(dataset):
@@ -69,8 +71,11 @@ def find(
     stmt = sa.select(t).where(cond).order_by(t.c[spec.key]).limit(max(1, min(limit, LOOKUP_LIMIT)))
     if after is not None:
         stmt = stmt.where(t.c[spec.key] > after)
-    with library.connect() as conn:
+    if conn is not None:
         rows = [dict(r) for r in conn.execute(stmt).mappings()]
+    else:
+        with library.connect() as own:
+            rows = [dict(r) for r in own.execute(stmt).mappings()]
     opened = [library.open_row(dataset, r) for r in rows]
     if indexed:  # the keyed hash found them; the opened value must say the same
         wanted = value.strip().upper()
