@@ -513,7 +513,7 @@ class Library(Merge):
                             row_number=r.row_number,
                             row_key=r.key,
                             payload=r.payload,
-                            digest=failure_digest(edge, r),
+                            digest=failure_digest(edge, r, ring),
                             now=now,
                             seal=ring,
                         )
@@ -596,7 +596,8 @@ class Library(Merge):
         if not rows:
             return []
         t = self.tables["failed_transfers"]
-        digests = [failure_digest(edge, r) for r in rows]
+        ring = self.keyring(conn)
+        digests = [failure_digest(edge, r, ring) for r in rows]
         known: set[str] = set()
         for start in range(0, len(digests), 500):
             chunk = digests[start : start + 500]

@@ -68,9 +68,14 @@ def utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
 
-def failure_digest(edge: str, row: FailedRow) -> str:
-    """Of edge, key, codes and payload: a row re-read in the lookback window is kept once."""
-    return hashlib.sha256(dumps([edge, row.key, sorted(row.codes), row.payload]).encode()).hexdigest()
+def failure_digest(edge: str, row: FailedRow, mac: Keyring | None = None) -> str:
+    """Of edge, key, codes and payload: a row re-read in the lookback window is kept once. Keyed by the
+    library's index key (``mac``) when given, so the stored digest of a sealed payload cannot be used to
+    test guesses of its content."""
+    text = dumps([edge, row.key, sorted(row.codes), row.payload])
+    if mac is not None:
+        return mac.digest(text)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def failure_row(

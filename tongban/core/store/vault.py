@@ -306,6 +306,10 @@ class Keyring:
                 append(self.open(text, bound, where=where))  # raises DATA_TAMPERED with its message
         return out
 
+    def digest(self, text: str) -> str:
+        """A keyed digest (HMAC-SHA256, hex) of any text, e.g. a failed transfer's content."""
+        return hmac.new(self._index_key, b"digest:" + text.encode("utf-8"), hashlib.sha256).hexdigest()
+
     def index(self, value: str) -> str:
         """The keyed hash (HMAC-SHA256, hex) of an identifier, as the ``_ix_`` columns hold it."""
         return hmac.new(self._index_key, value.strip().upper().encode("utf-8"), hashlib.sha256).hexdigest()
