@@ -431,3 +431,47 @@ def test_postgres_version_2_library_is_sealed_by_its_migration(pg_url: str, keys
         assert migrated.record("population", resident(3)["id_number"])["birth_date"] == "1980-01-01"
     finally:
         migrated.dispose()
+
+
+def test_sealing_an_older_library_interrupted_resumes(tmp_path: Path, keys: Path) -> None:
+    """The migration's sealing stopped half-way: plain and sealed rows side by side all read, a plain
+    value is accepted only while sealing is pending, and the next open finishes it."""
+    from tongban.core.store.migrations import migrate as migrate_schema
+
+    lib = open_lib(tmp_path, keys)
+    Edge(lib).load([resident(i, name=f"司徒{i}号") for i in range(40)])
+    plain = {resident(i)["id_number"]: lib.record("population", resident(i)["id_number"]) for i in range(40)}
+    lib.dispose()
+    with sqlite3.connect(tmp_path / "library.sqlite") as db:
+        for key, row in plain.items():
+            db.execute(
+                "UPDATE population SET name = ?, birth_date = ?, household_address = ? WHERE id_number = ?",
+                (row["name"], row["birth_date"], row["household_address"], key),
+            )
+        db.execute("DELETE FROM data_keys")
+        db.execute("UPDATE tongban_meta SET value = '2' WHERE name = 'schema_version'")
+    half = Library(lib.url, PROVINCE, Vault(PROVINCE, keys))
+    migrate_schema(half.engine)  # the schema step, then the sealing, interrupted after two chunks
+    calls = []
+
+    def interrupt(table: str, rows: int) -> None:
+        calls.append(table)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rekeying.rekey(half, chunk=15, on_chunk=interrupt)
+    with sqlite3.connect(tmp_path / "library.sqlite") as db:
+        names = [r[0] for r in db.execute("SELECT name FROM population ORDER BY id_number")]
+    assert sum(n.startswith("tb1.") for n in names) == 30 and len(names) == 40  # two chunks of 15 sealed
+    assert rekeying.status(half)["plain_pending"] is True
+    for i in (0, 39):  # sealed and still plain alike read while pending
+        assert half.record("population", resident(i)["id_number"])["name"] == f"司徒{i}号"
+    half.dispose()
+    again = Library(lib.url, PROVINCE, Vault(PROVINCE, keys))
+    assert again.migrate() == 3  # opening it finishes the sealing
+    with sqlite3.connect(tmp_path / "library.sqlite") as db:
+        assert all(r[0].startswith("tb1.") for r in db.execute("SELECT name FROM population"))
+    assert rekeying.status(again)["plain_pending"] is False
+    assert [again.record("population", k)["name"] for k in plain] == [p["name"] for p in plain.values()]
+    assert "司徒7号".encode() not in raw_bytes(tmp_path / "library.sqlite")
