@@ -51,7 +51,9 @@ def _exchange(root: Path) -> Path:
 
 def _fill(lib: engine.Libraries, rows: int) -> None:
     county = lib.get(COUNTY)
+    county.vault.create()  # the county's master key (unless TONGBAN_MASTER_KEY_<county> is set)
     county.migrate()
+    ring = county.keyring()  # payloads are sealed, as a sync keeps them
     t = county.tables["failed_transfers"]
     start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     with county.engine.begin() as conn:
@@ -72,6 +74,7 @@ def _fill(lib: engine.Libraries, rows: int) -> None:
                 row_number=i,
                 row_key=f"{i:018d}",
                 payload={"id_number": f"{i:018d}", "name": f"居民{i}"},
+                seal=ring,
             )
             batch.append(row)
             if len(batch) == 10_000:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import abc
 import argparse
+import base64
 import contextlib
 import datetime as dt
 import functools
@@ -65,7 +66,7 @@ from tongban.core import engine
 from tongban.core.config import Exchange, load_exchange
 from tongban.core.engine import extraction, loading, runs, sealing, validation
 from tongban.core.initialize import initialize, root_public_key
-from tongban.core.store import META_COLUMNS, SEQ, Library
+from tongban.core.store import META_COLUMNS, SEQ, Library, sealed
 from tongban.core.trust import KeyStore, TrustList
 from tongban.demo.generate import LAYOUTS, local_rows, population_table, write_mapping
 
@@ -746,6 +747,9 @@ def memory_note(run: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    # The county's master key (encryption at rest) from the environment, as in production: every fresh
+    # library of the run wraps its data keys with it.
+    os.environ.setdefault(f"TONGBAN_MASTER_KEY_{COUNTY}", base64.b64encode(os.urandom(32)).decode())
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument(
@@ -818,6 +822,19 @@ def main() -> None:
             pg_runs = tongban_runs(ex, pg, args.repeat, valid)
         print("running: Tongban into SQLite ...", flush=True)
         lite_runs = tongban_runs(ex, lite, args.repeat, valid if pg_runs is None else None)
+        # The same syncs with encryption at rest switched off in this process (seal_table an identity): what
+        # sealing the personal fields costs the whole sync.
+        plain_pg = plain_lite = None
+        real_seal = sealed.seal_table
+        sealed.seal_table = lambda ring, dataset, rows: rows
+        try:
+            if pg_runs is not None:
+                print("running: Tongban into PostgreSQL without encryption at rest ...", flush=True)
+                plain_pg = tongban_runs(ex, pg, args.repeat, None)
+            print("running: Tongban into SQLite without encryption at rest ...", flush=True)
+            plain_lite = tongban_runs(ex, lite, args.repeat, None)
+        finally:
+            sealed.seal_table = real_seal
         rows = baseline_rows(valid)
         del valid
         n = rows.num_rows
@@ -895,6 +912,13 @@ def main() -> None:
                 f"SQLite: sync vs dlt sqlalchemy (merge, {dlt_lite_format or 'skipped'})",
                 lite_runs.first, dlt_lite_s, 3.0,
             )  # fmt: skip
+        for label, runs, plain in (("PostgreSQL", pg_runs, plain_pg), ("SQLite", lite_runs, plain_lite)):
+            if runs is not None and plain is not None:
+                table.append(
+                    [f"{label}: sync vs the same sync without encryption at rest", secs(runs.first),
+                     rate(total, runs.first), secs(plain.first), rate(total, plain.first),
+                     f"{plain.first / runs.first:.2f}x", "-", "-"]
+                )  # fmt: skip
         for label, runs in (("PostgreSQL", pg_runs), ("SQLite", lite_runs)):
             if runs is not None:
                 table.append(
@@ -922,6 +946,7 @@ def main() -> None:
             "  raw executemany = tuples from Arrow + sqlite3 executemany + commit (WAL, synchronous=NORMAL)\n"
             "  dlt            = pipeline.run(pyarrow table, write_disposition=merge, primary_key=id_number),\n"
             "                   fresh dataset, its own table; the loader file format dlt used is named\n"
+            "  no encryption  = the same sync with sealing of personal fields switched off (seal_table identity)\n"
             "  rerun          = the bare lookback-window query on the source by sqlite3 (the floor of any rerun)\n"
             "  peak RSS       = the same child process (imports, config, migrate) without the sync; "
             f"the child's sync took {run['seconds']:.1f} s"

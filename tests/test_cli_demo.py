@@ -312,3 +312,58 @@ def test_generate_never_overwrites_the_users_changes(
     assert edited.read_bytes() == before
     assert main([*args, "--fresh"]) == 0
     assert edited.read_bytes() != before
+
+
+def test_demo_libraries_hold_no_personal_value_in_plain(demo: tuple[Path, str]) -> None:
+    """Read raw, byte for byte, no library file of the demo shows a name, an address, a licence holder's
+    or legal representative's ID number or a printed surface: only population keys stay plain."""
+    import sqlalchemy as sa
+
+    from tongban.core import engine
+    from tongban.core.config import load_exchange
+
+    workdir, _ = demo
+    ex = load_exchange(workdir / "exchange.yaml")
+    wanted: dict[str, set[str]] = {"text": set(), "id": set()}
+    keys_by_node: dict[str, set[str]] = {}
+    with engine.Libraries(ex) as libs:
+        for code in ex.nodes:
+            lib = libs.get(code)
+            with lib.connect() as c:
+                keys_by_node[code] = set(c.execute(sa.select(lib.tables["population"].c.id_number)).scalars())
+        national = libs.get("000000")
+        for dataset, fields in {
+            "population": ("name", "household_address"),
+            "business": ("legal_representative", "address", "legal_rep_id_number"),
+            "license": ("holder_name", "holder_code", "surface"),
+        }.items():
+            with national.connect() as c:
+                rows = [dict(r) for r in c.execute(sa.select(national.tables[dataset]).limit(400)).mappings()]
+            for row in rows:
+                row = national.open_row(dataset, row)
+                if dataset == "license" and row["holder_code_type"] == "001":
+                    continue  # a business holder: public
+                for f in fields:
+                    value = row.get(f)
+                    if isinstance(value, str) and len(value) >= 3:
+                        wanted["id" if f.endswith(("id_number", "holder_code")) else "text"].add(value)
+    assert len(wanted["text"]) > 300 and len(wanted["id"]) > 50
+    for code in ex.nodes:
+        path = workdir / "libraries" / f"{code}.sqlite"
+        data = path.read_bytes() + (Path(f"{path}-wal").read_bytes() if Path(f"{path}-wal").exists() else b"")
+        for value in wanted["text"]:
+            assert value.encode() not in data, (code, value)
+        for value in wanted["id"] - keys_by_node[code]:
+            assert value.encode() not in data, (code, value)
+
+
+def test_failed_show_reveals_the_sealed_payload(
+    demo: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir, _ = demo
+    assert main(["failed", "list", "--workdir", str(workdir), "--node", "630104", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    population = next(r for r in rows if r["dataset"] == "population")
+    assert main(["failed", "show", population["id"], "--workdir", str(workdir), "--json", "--reveal"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert "*" not in shown["payload"]["id_number"] and len(shown["payload"]["id_number"]) >= 15

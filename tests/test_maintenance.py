@@ -4,6 +4,7 @@ load path, prune the spool and archives — each with drift planted in a library
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import time
 from pathlib import Path
@@ -54,6 +55,11 @@ def test_reconcile_finds_a_deleted_an_altered_and_an_extra_row(make_world: Any, 
         altered: "RECONCILE_DIFFERENT",
         other: "RECONCILE_EXTRA",
     }
+    # The planted name is plain where a sealed value belongs: the record does not open, and shows as different.
+    planted = next(
+        f for f in province.failures(edge=f"population.{h.A}.{h.QINGHAI}") if f["row_key"] == altered
+    )
+    assert json.loads(planted["payload"])["parent_hash"] == "unopened:DATA_TAMPERED"
     # A rerun finds the same drift and records nothing new.
     again = reconcile(world.ex, h.A, h.QINGHAI, "population", libs=world.libs)
     assert again.recorded == 0 and len(again.missing) == 1

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from schemas.errors import TongbanError
 from tongban.core import review
 from tongban.core.review import Filter, Ref, ReviewError
-from tongban.core.store import migrate
+from tongban.core.store import SCHEMA_VERSION, migrate
 
 P = "population"
 
@@ -372,7 +372,7 @@ def test_version_2_library_gets_step_5(make_world: Any, h: Any) -> None:
         for col in ("version", "pending", "closed_at", "closed_by"):
             c.exec_driver_sql(f"ALTER TABLE failed_transfers DROP COLUMN {col}")
         c.exec_driver_sql("UPDATE tongban_meta SET value = '2' WHERE name = 'schema_version'")
-    assert migrate(lib.engine) == 5
+    assert migrate(lib.engine) == SCHEMA_VERSION
     cols = {c["name"] for c in sa.inspect(lib.engine).get_columns("failed_transfers")}
     assert {"version", "pending", "closed_at", "closed_by"} <= cols
     put(w, h.A, [bad_check(h, h.A, 1)])

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 import schemas
-from tongban.core.store import SCHEMA_VERSION, FailedRow, Library, LoadResult, StoreError, migrate
+from tongban.core.store import SCHEMA_VERSION, FailedRow, Library, LoadResult, StoreError, Vault, migrate
 from tongban.core.trust.merkle import row_hashes
 
 PROVINCE, A, B, C = "630000", "630102", "630103", "620102"
@@ -35,7 +35,8 @@ def lib(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Library]:
         url = f"sqlite:///{tmp_path / 'library.sqlite'}"
     else:
         url = request.getfixturevalue("pg_url")
-    library = Library(url, PROVINCE)
+    library = Library(url, PROVINCE, Vault(PROVINCE, tmp_path / "keys"))
+    library.vault.create()
     library.migrate()
     yield library
     library.dispose()

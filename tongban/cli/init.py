@@ -25,7 +25,8 @@ def cmd_init(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     else:
         out.write(
             f"已初始化 initialized {report['nodes']} 个节点 nodes, {report['libraries']} 个库 libraries, "
-            f"新建密钥 new keys {report['keys_created']}, 信任列表 trust list {report['trust_list']}, "
+            f"新建密钥 new keys {report['keys_created']}, 新建主密钥 new master keys {report['master_keys_created']}, "
+            f"信任列表 trust list {report['trust_list']}, "
             f"{report['edges']} 条同步边 edges\n"
         )
     return ExitCode.OK

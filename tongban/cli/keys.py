@@ -1,10 +1,12 @@
-"""``tongban keys list|rotate|revoke|repair``: node signing keys, the trust list, and the repair of the
-libraries after a key compromise."""
+"""``tongban keys list|rotate|revoke|repair|rotate-data``: node signing keys, the trust list, the repair
+of the libraries after a key compromise, and the rotation of a library's data key (encryption at rest)."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from schemas.errors import TongbanError
@@ -17,7 +19,15 @@ def cmd_keys(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban keys list|rotate|revoke|repair: node signing keys and the trust list."""
     try:
         ex = load_config(args)
-        {"list": _list, "rotate": _rotate, "revoke": _revoke, "repair": _repair}[args.action](ex, args, out)
+        actions = {
+            "list": _list,
+            "rotate": _rotate,
+            "revoke": _revoke,
+            "repair": _repair,
+            "rotate-data": _rotate_data,
+            "trust-list": _trust_list,
+        }
+        actions[args.action](ex, args, out)
     except TongbanError as exc:
         return report_error(exc, as_json=args.json, out=out)
     return ExitCode.OK
@@ -127,6 +137,67 @@ def _repair(ex: Any, args: argparse.Namespace, out: TextIO) -> None:
     )
 
 
+def _rotate_data(ex: Any, args: argparse.Namespace, out: TextIO) -> None:
+    from tongban.core import engine
+    from tongban.core.store import rekey
+
+    node = _needs_target(args, "请指定节点代码", "name the node whose library's data key to rotate")
+    ex.node(node)
+    with engine.Libraries(ex) as libs:
+        lib = libs.get(node)
+        lib.migrate()
+        resumed = rekey.status(lib)["cursor"] is not None
+        new = None if (args.resume or resumed) else rekey.rotate(lib)
+        done = rekey.rekey(lib, chunk=args.chunk)
+        state = rekey.status(lib)
+    report = {"node": node, "key_id": new or lib.keyring().active, "resumed": new is None, **done}
+    report["keys"] = len(state["keys"])
+    _say(
+        out,
+        args.json,
+        report,
+        f"{node} 数据密钥 data key {report['key_id']}"
+        + ("（续做上次中断的轮换 resumed an interrupted rotation）" if new is None else "")
+        + f"：重新加密 re-sealed {done['resealed']} 行 rows，删除旧密钥 old keys deleted {done['keys_deleted']}"
+        + (
+            ""
+            if done["settled"]
+            else "；仍有写入使用旧密钥，请再次运行 writes still used the old key: run again"
+        ),
+    )
+
+
+def _trust_list(ex: Any, args: argparse.Namespace, out: TextIO) -> None:
+    """Publish the signed trust list: checked against the root key the root's library pinned, then
+    written as signed (offices and offline checkers take it from here)."""
+    from tongban.core import engine, trust
+    from tongban.core.trust.canonical import write_atomic
+
+    with engine.Libraries(ex) as libs:
+        pinned = libs.get(ex.trust_root).pinned_root()
+    listed = trust.TrustList.load(ex.trust_list, trust.from_b64url(pinned) if pinned else None)
+    text = listed.to_json()
+    now = trust.iso(datetime.datetime.now(datetime.UTC))
+    counts = {
+        "keys": len(listed.entries),
+        "revoked": sum(1 for e in listed.entries if e.revoked_at is not None),
+        "issued_at": trust.iso(listed.issued_at),
+        "root_key_id": listed.key_id,
+        "checked_at": now,
+    }
+    if args.out:
+        write_atomic(Path(args.out), text.encode("utf-8"), mode=0o644)  # public: keys, no secrets
+        _say(
+            out,
+            args.json,
+            {"out": str(args.out), **counts},
+            f"信任列表已发布 trust list published: {args.out}（{counts['keys']} 个密钥 keys，"
+            f"{counts['revoked']} 个已吊销 revoked，根密钥 root key {listed.key_id}）",
+        )
+    else:
+        out.write(text)
+
+
 def _duration(text: str) -> int:
     """argparse type: seconds, or a duration such as 12h or 7d."""
     from tongban.core.config import parse_duration
@@ -153,6 +224,8 @@ def register(sub: Any) -> None:
             "tongban keys rotate 630104 --overlap 1d",
             "tongban keys revoke KEY_ID --reason 'key leaked'",
             "tongban keys repair KEY_ID --dry-run",
+            "tongban keys rotate-data 630104",
+            "tongban keys trust-list --out trust-list.json",
         ),
     )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -218,4 +291,49 @@ def register(sub: Any) -> None:
     )
     add_config_args(a)
 
-    p.set_defaults(func=cmd_keys, target=None, reason=None, dry_run=False, overlap=7 * 86400)
+    a = add_command(
+        actions,
+        "rotate-data",
+        summary="轮换节点库的数据密钥 rotate a library's data key",
+        description="为节点的库生成新数据密钥（由主密钥加密保存），分批用新密钥重新加密所有加密字段与失败传输的内容；\n"
+        "中断后再次运行即从中断处继续，完成前旧密钥仍可解密，完成后删除。\n"
+        "Make a new data key for the node's library (wrapped by its master key) and re-seal every sealed\n"
+        "field and failed-transfer payload under it in chunks; run again after an interruption to resume where\n"
+        "it stopped. The old key still opens everything until the end, then it is deleted.",
+        examples=("tongban keys rotate-data 630104", "tongban keys rotate-data 630104 --resume --json"),
+    )
+    a.add_argument("target", nargs="?", metavar="NODE", help="节点代码 node code")
+    a.add_argument(
+        "--resume",
+        action="store_true",
+        help="只续做未完成的重新加密，不再新建密钥 only finish an interrupted re-sealing, make no new key",
+    )
+    a.add_argument(
+        "--chunk", type=int, default=1000, metavar="ROWS", help="每批行数 rows per transaction (1000)"
+    )
+    add_config_args(a)
+
+    a = add_command(
+        actions,
+        "trust-list",
+        summary="发布已签名的信任列表 publish the signed trust list",
+        description="核对信任列表的签名（对照根节点库固定的根公钥）后原样输出或写入文件，供各办事窗口与离线核验使用。\n"
+        "Check the trust list's signature (against the root key the root's library pinned) and print it as\n"
+        "signed, or write it to a file, for offices and offline checkers.",
+        examples=("tongban keys trust-list --out trust-list.json", "tongban keys trust-list > trust.json"),
+    )
+    a.add_argument(
+        "--out", metavar="FILE", help="写入文件（默认输出到标准输出）write to FILE (default: stdout)"
+    )
+    add_config_args(a)
+
+    p.set_defaults(
+        out=None,
+        func=cmd_keys,
+        target=None,
+        reason=None,
+        dry_run=False,
+        overlap=7 * 86400,
+        resume=False,
+        chunk=1000,
+    )

@@ -29,7 +29,8 @@ def root_public_key(keys: Any, trust: Any) -> str:
 def initialize(ex: Exchange) -> dict[str, Any]:
     """Create the spool, every node's library (schema migrated) and keys, and the signed trust list.
 
-    Every library pins the root's public key the first time (``roots_pinned``): from then on a trust list
+    Each node without a master key in the environment gets one in ``<keys>/<node>/master.key`` (mode
+    0600): it wraps the library's data keys (encryption at rest). Every library pins the root's public key the first time (``roots_pinned``): from then on a trust list
     signed by any other root key is refused. Returns what it did: the config, the number of nodes,
     libraries, keys created, roots pinned and edges, and the trust list's path.
     """
@@ -43,8 +44,12 @@ def initialize(ex: Exchange) -> dict[str, Any]:
     trust = init_trust(keys, list(ex.nodes), ex.trust_root, ex.trust_list)
     root_key = root_public_key(keys, trust)
     pinned = 0
+    from tongban.core.store import Vault
+
+    masters = 0
     with engine.Libraries(ex) as libs:
         for code in ex.nodes:
+            masters += Vault(code, ex.keys_dir).create()  # unless TONGBAN_MASTER_KEY_<code> is set
             lib = libs.get(code)
             lib.migrate()
             pinned += lib.pin_root(root_key)  # an existing pin is kept: a swapped list cannot re-pin
@@ -55,6 +60,7 @@ def initialize(ex: Exchange) -> dict[str, Any]:
         "libraries": len(libraries),
         "keys_created": len(set(keys.nodes()) - before),
         "roots_pinned": pinned,
+        "master_keys_created": masters,
         "trust_list": str(ex.trust_list),
         "edges": len(ex.edges),
     }

@@ -148,7 +148,8 @@ def _extract(
                     if on_rows:
                         on_rows(n)
     else:
-        libs.get(edge.source).migrate()
+        child = libs.get(edge.source)
+        child.migrate()
         keep = {*spec.names, "_owner"}
         # Exact: the child numbers its loads in commit order, so nothing is missed or sent twice.
         # Only records owned by the source or a node below it travel up: records that came down to it
@@ -168,7 +169,9 @@ def _extract(
             lookback_seconds=0,
             batch_size=ex.batch_size,
         )
-        write_part((raw_columns(b, keep), c) for b, c in stream)
+        # The child's sealed fields are opened here: the batch is re-validated and its leaves hashed over
+        # the plaintext rows, and the parent seals them again under its own keys when it loads.
+        write_part((raw_columns(child.open_batch(plan.dataset, b), keep), c) for b, c in stream)
 
     if edge.source_kind == "system":
         # What operators queued for this edge: rows to re-read from the source, edited rows to send.

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from tongban.core.config import Exchange
 from tongban.core.engine.base import ResolveConn
-from tongban.core.store import Library
+from tongban.core.store import Library, Vault
 
 __all__ = ["Libraries", "using"]
 
@@ -29,7 +29,7 @@ class Libraries:
         url = self.ex.library_url(node, self.resolve_conn)
         lib = self._open.get(url)
         if lib is None:
-            lib = self._open[url] = Library(url, node)
+            lib = self._open[url] = Library(url, node, Vault(node, self.ex.keys_dir))
         return lib
 
     __call__ = get

@@ -69,7 +69,7 @@ def expire_licenses(
             .order_by(t.c[spec.key])
         )
         with lib.connect() as conn:
-            found = [dict(r) for r in conn.execute(stmt).mappings()]
+            found = [lib.open_row(DATASET, dict(r)) for r in conn.execute(stmt).mappings()]
         for start in range(0, len(found), ex.batch_size):
             chunk = found[start : start + ex.batch_size]
             table = to_table(DATASET, chunk)

@@ -13,10 +13,10 @@ import sqlalchemy as sa
 import schemas
 from tongban.core.engine.arrowio import hex_column
 from tongban.core.engine.sealing import hash_columns
-from tongban.core.store import Library
+from tongban.core.store import Library, VaultError
 from tongban.core.trust.merkle import row_hashes
 
-__all__ = ["arrow_schema", "content_hashes", "scan", "to_table"]
+__all__ = ["UNOPENED", "arrow_schema", "content_hashes", "scan", "to_table"]
 
 _CHUNK = 10_000
 
@@ -54,8 +54,22 @@ def content_hashes(dataset: str, table: pa.Table) -> list[str]:
     return hex_column(row_hashes(table, hash_columns(dataset))).to_pylist()
 
 
+#: Set on a record whose sealed fields do not open (altered in the library): the error's code.
+UNOPENED = "_unopened"
+
+
+def _opened(lib: Library, dataset: str, row: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return lib.open_row(dataset, row)
+    except VaultError as exc:
+        if exc.code not in ("DATA_TAMPERED", "DATA_KEY_UNKNOWN"):
+            raise  # a master key problem concerns the whole library, not this record
+        return {**row, UNOPENED: exc.code}
+
+
 def scan(lib: Library, dataset: str, where: Any, extra: Sequence[str] = ()) -> Iterator[list[dict[str, Any]]]:
-    """The records matching ``where``, in chunks of dicts (fields, ``_owner`` and ``extra`` columns)."""
+    """The records matching ``where``, in chunks of dicts (fields, ``_owner`` and ``extra`` columns),
+    sealed fields opened; a record whose sealed fields were altered carries :data:`UNOPENED`."""
     spec = schemas.get(dataset)
     t = lib.tables[dataset]
     names = [*spec.names, "_owner", *extra]
@@ -65,4 +79,4 @@ def scan(lib: Library, dataset: str, where: Any, extra: Sequence[str] = ()) -> I
     with lib.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=_CHUNK).execute(stmt).mappings()
         for part in result.partitions(_CHUNK):
-            yield [dict(r) for r in part]
+            yield [_opened(lib, dataset, dict(r)) for r in part]

@@ -201,15 +201,19 @@ def _act(
         current = conn.execute(sa.select(t.c.state, t.c.version, t.c.pending).where(t.c.id == ref.id)).first()
         if current is None:
             raise ReviewError("FAILED_NOT_FOUND", "没有这条失败传输", "no such failed transfer", str(ref))
-        _fresh({**row, "state": current[0], "version": current[1], "pending": current[2]}, row["version"])
+        opened = lib.open_pending(ref.id, current[2])
+        _fresh(
+            {**row, "state": current[0], "version": current[1], "pending": dumps(opened) if opened else None},
+            row["version"],
+        )
         values: dict[str, Any] = {
             "state": state,
             "version": t.c.version + 1,
             "updated_at": now,
             "pending": None,
         }
-        if pending is not None:
-            values["pending"] = dumps(pending)
+        if pending is not None:  # a resubmission's edited row is personal data: sealed, like the payload
+            values["pending"] = lib.seal_pending(ref.id, pending)
         if state in ("discarded", "resolved"):
             values.update(closed_at=now, closed_by=actor)
         done = conn.execute(

@@ -1,5 +1,7 @@
 """Finding failed transfers across the nodes' libraries: filters, keyset pages, one failure in full.
 
+Rows come back with their payload and queued action opened (they are sealed in the library).
+
 A failure is named ``NODE:ID`` (the node whose library keeps it, its number there). Pages are keyset
 pages over ``(created_at, node, id)``, newest or oldest first: each page is a few indexed queries
 whatever the page number, so paging through 100,000 open rows stays fast. The ``codes`` filter
@@ -164,9 +166,10 @@ def page(
         order = (t.c.created_at.desc(), t.c.id.desc()) if newest_first else (t.c.created_at, t.c.id)
         stmt = sa.select(t).where(*conds).order_by(*order).limit(size + 1)
         with lib.connect() as conn:
-            for r in conn.execute(stmt).mappings():
-                row = {**r, "node": node, "ref": f"{node}:{r['id']}"}
-                found.append(((row["created_at"], node, int(r["id"])), row))
+            raw = [dict(r) for r in conn.execute(stmt).mappings()]
+        for r in raw:  # payloads and queued actions are sealed in the library: opened here
+            row = {**lib.open_failure(r), "node": node, "ref": f"{node}:{r['id']}"}
+            found.append(((row["created_at"], node, int(r["id"])), row))
     found.sort(key=lambda item: item[0], reverse=newest_first)
     rows = [row for _, row in found[: size + 1]]
     more = len(rows) > size
@@ -208,7 +211,7 @@ def get(ex: Exchange, libs: Libraries, ref: Ref) -> dict[str, Any]:
         row = conn.execute(sa.select(t).where(t.c.id == ref.id, t.c.target == ref.node)).mappings().first()
     if row is None:
         raise ReviewError("FAILED_NOT_FOUND", "没有这条失败传输", "no such failed transfer", str(ref))
-    return {**row, "node": ref.node, "ref": str(ref)}
+    return {**lib.open_failure(row), "node": ref.node, "ref": str(ref)}
 
 
 def history(libs: Libraries, ref: Ref) -> list[dict[str, Any]]:

@@ -10,6 +10,11 @@ A part of :class:`~tongban.core.store.library.Library`. What an operator does to
 - a drop file that loads resolves the open file failures of the same name (it was replaced);
 - a run that succeeds resolves the edge's failed runs and refused batches;
 - every change leaves a line in ``failed_actions`` (the failure's history).
+
+A failure's payload and its queued action (``pending``: a resubmission carries the operator's edited
+row) are personal data: both are sealed under the library's data key (:mod:`.sealed`) whenever they
+are written, and opened here whenever they are read (:meth:`Failures.open_failure`); the digest that
+keeps a re-read row once is keyed by the library's index key. Raw SQL on the table sees neither.
 """
 
 from __future__ import annotations
@@ -17,13 +22,17 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from tongban.core.store import sealed
 from tongban.core.store.rows import FailedRow, dumps, failure_digest, utcnow
+
+if TYPE_CHECKING:
+    from tongban.core.store.vault import Keyring
 
 __all__ = ["ACTIVE", "Failures", "history_row"]
 
@@ -61,6 +70,41 @@ class Failures:
     node: str
     tables: dict[str, sa.Table]
     engine: sa.Engine
+
+    if TYPE_CHECKING:
+
+        def keyring(self, conn: sa.Connection | None = None, *, reload: bool = False) -> Keyring: ...
+
+    # -- sealed payloads and queued actions -----------------------------------------------------
+
+    def open_failure(self, row: Any, ring: Keyring | None = None) -> dict[str, Any]:
+        """A failed transfer as read from its table, its payload and queued action opened (JSON text);
+        VaultError DATA_TAMPERED when either was altered or moved."""
+        ring = ring or self.keyring()
+        row = dict(row)
+        where = f"{self!r} failed_transfers {row.get('id')}"
+        out = {**row, "payload": sealed.open_payload(ring, row.get("payload"), where=where)}
+        if "pending" in row:
+            out["pending"] = sealed.open_pending(ring, row.get("id"), row["pending"], where=where)
+        return out
+
+    def seal_pending(
+        self, failure_id: int, pending: dict[str, Any] | None, ring: Keyring | None = None
+    ) -> str | None:
+        """The queued action ``pending`` as the table stores it: sealed, bound to the failure's id."""
+        if pending is None:
+            return None
+        return sealed.seal_pending(ring or self.keyring(), failure_id, dumps(pending))
+
+    def open_pending(self, failure_id: int, text: str | None, ring: Keyring | None = None) -> Any:
+        """The queued action stored as ``text``, parsed (None when there is none)."""
+        where = f"{self!r} failed_transfers {failure_id}"
+        return _json(sealed.open_pending(ring or self.keyring(), failure_id, text, where=where))
+
+    def payload_name(self, failure_id: int, text: str | None, ring: Keyring | None = None) -> str | None:
+        """The drop file's name a file failure's stored (sealed) payload names."""
+        where = f"{self!r} failed_transfers {failure_id}"
+        return file_name(sealed.open_payload(ring or self.keyring(), text, where=where))
 
     # -- resolving ------------------------------------------------------------------------------
 
@@ -160,13 +204,14 @@ class Failures:
     def resolve_file(self, edge: str, name: str) -> int:
         """Resolve the edge's file failures of a drop file named ``name``: a file of that name loaded."""
         t = self.tables["failed_transfers"]
+        ring = self.keyring()
         with self.engine.begin() as conn:
             rows = conn.execute(
                 sa.select(t.c.id, t.c.payload).where(
                     t.c.edge == edge, t.c.kind == "file", t.c.state.in_(ACTIVE)
                 )
             ).all()
-            ids = [i for i, payload in rows if file_name(payload) == name]
+            ids = [i for i, payload in rows if self.payload_name(i, payload, ring) == name]
             if not ids:
                 return 0
             return self._close(conn, t.c.id.in_(ids), action="replaced", now=utcnow(), detail={"file": name})
@@ -205,7 +250,7 @@ class Failures:
         if message_en is not None:
             values["message_en"] = message_en
         if payload is not None:
-            values["payload"] = dumps(payload)
+            values["payload"] = sealed.seal_payload(self.keyring(conn), dumps(payload))
         conn.execute(t.update().where(t.c.id == failure_id).values(**values))
         conn.execute(
             self.tables["failed_actions"]
@@ -232,7 +277,8 @@ class Failures:
             return []
         t = self.tables["failed_transfers"]
         now = utcnow()
-        digests = [failure_digest(edge, r) for r in rows]
+        ring = self.keyring(conn)
+        digests = [failure_digest(edge, r, ring) for r in rows]
         known: set[str] = set()
         for start in range(0, len(digests), 500):
             chunk = digests[start : start + 500]
@@ -248,7 +294,7 @@ class Failures:
                     t.c.edge == edge, t.c.kind == "row", t.c.state == "queued"
                 )
             )
-            if key is not None and (_json(pending) or {}).get("action") == "retry"
+            if key is not None and (self.open_pending(fid, pending, ring) or {}).get("action") == "retry"
         }
         out: list[FailedRow] = []
         for r, d in zip(rows, digests, strict=True):
@@ -275,15 +321,20 @@ class Failures:
         """The edge's failures queued for ``action`` (``retry`` or ``resubmit``), oldest first, with
         their queued action parsed (``pending``)."""
         t = self.tables["failed_transfers"]
+        ring = self.keyring()
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(t).where(t.c.edge == edge, t.c.state == "queued").order_by(t.c.id)
-            ).mappings()
-            out = []
-            for r in rows:
-                pending = _json(r["pending"])
-                if isinstance(pending, dict) and pending.get("action") == action:
-                    out.append({**r, "pending": pending})
+            rows = [
+                dict(r)
+                for r in conn.execute(
+                    sa.select(t).where(t.c.edge == edge, t.c.state == "queued").order_by(t.c.id)
+                ).mappings()
+            ]
+        out = []
+        for r in rows:
+            opened = self.open_failure(r, ring)
+            pending = _json(opened["pending"])
+            if isinstance(pending, dict) and pending.get("action") == action:
+                out.append({**opened, "pending": pending})
         return out
 
     def claim(self, ids: Sequence[int], run_id: str) -> None:
@@ -292,14 +343,17 @@ class Failures:
         if not ids:
             return
         t = self.tables["failed_transfers"]
+        ring = self.keyring()
         with self.engine.begin() as conn:
             for fid, pending in conn.execute(
                 sa.select(t.c.id, t.c.pending).where(t.c.id.in_(list(ids)), t.c.state == "queued")
             ).all():
-                data = _json(pending) or {}
+                data = self.open_pending(fid, pending, ring) or {}
                 data["run"] = run_id
                 conn.execute(
-                    t.update().where(t.c.id == fid).values(pending=dumps(data), version=t.c.version + 1)
+                    t.update()
+                    .where(t.c.id == fid)
+                    .values(pending=self.seal_pending(fid, data, ring), version=t.c.version + 1)
                 )
 
     def release_claims(self, edge: str) -> int:
@@ -307,14 +361,17 @@ class Failures:
         operators may act on them again)."""
         t = self.tables["failed_transfers"]
         released = 0
+        ring = self.keyring()
         with self.engine.begin() as conn:
             for fid, pending in conn.execute(
                 sa.select(t.c.id, t.c.pending).where(t.c.edge == edge, t.c.state == "queued")
             ).all():
-                data = _json(pending)
+                data = self.open_pending(fid, pending, ring)
                 if isinstance(data, dict) and data.pop("run", None):
                     conn.execute(
-                        t.update().where(t.c.id == fid).values(pending=dumps(data), version=t.c.version + 1)
+                        t.update()
+                        .where(t.c.id == fid)
+                        .values(pending=self.seal_pending(fid, data, ring), version=t.c.version + 1)
                     )
                     released += 1
         return released

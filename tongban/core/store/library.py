@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ import sqlalchemy as sa
 
 import schemas
 from connectors.sql import mask_url
-from tongban.core.store.failures import ACTIVE, Failures, file_name
+from tongban.core.store import sealed
+from tongban.core.store.failures import ACTIVE, Failures
 from tongban.core.store.merge import Merge
 from tongban.core.store.migrations import migrate
 from tongban.core.store.rows import (
@@ -32,6 +34,7 @@ from tongban.core.store.rows import (
     utcnow,
 )
 from tongban.core.store.tables import SEQ, TABLES, StoreError
+from tongban.core.store.vault import Keyring, Vault, WrappedKey, new_keys, unwrap_all
 
 __all__ = ["Library"]
 
@@ -39,9 +42,11 @@ __all__ = ["Library"]
 class Library(Merge, Failures):
     """One node's library, reached through a SQLAlchemy URL."""
 
-    def __init__(self, url: str, node: str = "") -> None:
+    def __init__(self, url: str, node: str = "", vault: Vault | None = None) -> None:
         self.url = url
         self.node = node
+        self.vault = vault or Vault(node)  # without a folder: the environment's master key only
+        self._ring: Keyring | None = None
         try:
             self.engine = sa.create_engine(url, future=True)
         except (sa.exc.ArgumentError, ImportError, ValueError) as exc:
@@ -61,11 +66,115 @@ class Library(Merge, Failures):
         return f"Library({self.node or '?'} at {mask_url(self.url)})"
 
     def migrate(self) -> int:
-        """Create or upgrade the schema; StoreError LIBRARY_UNREACHABLE when the database is down."""
+        """Create or upgrade the schema, make the library's data keys on first use and seal what an
+        older library kept in plain (schema step 6, resumable); StoreError LIBRARY_UNREACHABLE when the
+        database is down, VaultError MASTER_KEY_* when the node's master key is missing or wrong."""
         try:
-            return migrate(self.engine)
+            version = migrate(self.engine)
+            self.keyring()
+            if self.meta("seal_pending"):
+                from tongban.core.store.rekey import rekey
+
+                rekey(self)
+            return version
         except sa.exc.OperationalError as exc:
             raise self._unreachable(exc) from None
+
+    # -- encryption at rest ---------------------------------------------------------------------
+
+    def meta(self, name: str, conn: sa.Connection | None = None) -> str | None:
+        """A value of the library's ``tongban_meta`` table."""
+        meta = self.tables["tongban_meta"]
+        stmt = sa.select(meta.c.value).where(meta.c.name == name)
+        if conn is not None:
+            return conn.execute(stmt).scalar()
+        with self.connect() as c:
+            return c.execute(stmt).scalar()
+
+    def set_meta(self, conn: sa.Connection, name: str, value: str | None) -> None:
+        meta = self.tables["tongban_meta"]
+        conn.execute(meta.delete().where(meta.c.name == name))
+        if value is not None:
+            conn.execute(meta.insert().values(name=name, value=value))
+
+    def _wrapped(self, conn: sa.Connection) -> list[WrappedKey]:
+        t = self.tables["data_keys"]
+        rows = conn.execute(sa.select(t).order_by(t.c.created_at, t.c.key_id)).mappings()
+        return [
+            WrappedKey(r["key_id"], r["purpose"], r["state"], r["wrapped"], r["master_check"]) for r in rows
+        ]
+
+    def add_keys(self, conn: sa.Connection, keys: list[WrappedKey]) -> None:
+        t = self.tables["data_keys"]
+        now = utcnow()
+        conn.execute(
+            t.insert(),
+            [
+                {
+                    "key_id": k.key_id,
+                    "purpose": k.purpose,
+                    "state": k.state,
+                    "wrapped": k.wrapped,
+                    "master_check": k.check,
+                    "created_at": now,
+                }
+                for k in keys
+            ],
+        )
+
+    def keyring(self, conn: sa.Connection | None = None, *, reload: bool = False) -> Keyring:
+        """The library's unwrapped data and index keys, made on first use.
+
+        Given ``conn`` (a load's transaction), the active data key is read in it (shared lock on
+        PostgreSQL), so a rotation committed meanwhile is followed and never raced.
+        """
+        t = self.tables["data_keys"]
+        if conn is not None and self._ring is not None and not reload:
+            active = conn.execute(
+                sa.select(t.c.key_id).where(t.c.state == "active").with_for_update(read=True)
+            ).scalar()
+            if active == self._ring.active:
+                return self._ring
+            reload = True
+        if self._ring is not None and not reload:
+            return self._ring
+        master = self.vault.master()
+        where = repr(self)
+        if conn is not None:
+            rows = self._wrapped(conn)
+            lenient = bool(self.meta("seal_pending", conn))
+        else:
+            with self.engine.begin() as c:
+                rows = self._wrapped(c)
+                if not rows:
+                    rows = new_keys(master)
+                    self.add_keys(c, rows)
+                lenient = bool(self.meta("seal_pending", c))
+        self._ring = unwrap_all(master, rows, where, lenient=lenient)
+        return self._ring
+
+    def open_row(self, dataset: str, row: dict[str, Any]) -> dict[str, Any]:
+        """A record as read from a table, its sealed fields opened."""
+        return sealed.open_row(self.keyring(), dataset, row, where=repr(self))
+
+    def open_batch(self, dataset: str, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """A record batch read raw from this library, its sealed fields opened."""
+        return sealed.open_batch(self.keyring(), dataset, batch, where=repr(self))
+
+    def seal_payload(self, payload: str | None) -> str | None:
+        return sealed.seal_payload(self.keyring(), payload)
+
+    def checkpoint(self) -> None:
+        """SQLite: fold the write-ahead log into the file and empty it (old page images go with it)."""
+        if self.dialect != "sqlite":
+            return
+        raw = self.engine.raw_connection()
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError:
+            pass  # a reader holds the log: it is folded in at the next checkpoint
+        finally:
+            raw.close()
 
     def _unreachable(self, exc: Exception) -> StoreError:
         detail = str(getattr(exc, "orig", exc)).splitlines()[0][:300]
@@ -157,6 +266,7 @@ class Library(Merge, Failures):
         """
         t = self.tables["failed_transfers"]
         now = utcnow()
+        ring = self.keyring()
 
         def write(c: sa.Connection) -> int:
             same = None
@@ -171,7 +281,7 @@ class Library(Merge, Failures):
                         t.c.edge == edge, t.c.kind == "file", t.c.state.in_(ACTIVE)
                     )
                 ).all()
-                same = next((r for r in rows if file_name(r[1]) == payload["name"]), None)
+                same = next((r for r in rows if self.payload_name(r[0], r[1], ring) == payload["name"]), None)
             if same:
                 self.reopen(
                     c,
@@ -198,6 +308,7 @@ class Library(Merge, Failures):
                 payload=payload,
                 now=now,
             )
+            row["payload"] = sealed.seal_payload(ring, row["payload"])
             res = c.execute(t.insert().values(**row))
             return int(res.inserted_primary_key[0])
 
@@ -236,13 +347,14 @@ class Library(Merge, Failures):
         if limit:
             stmt = stmt.limit(limit)
         with self.connect() as c:
-            return [dict(r) for r in c.execute(stmt).mappings()]
+            rows = [dict(r) for r in c.execute(stmt).mappings()]
+        return [self.open_failure(r) for r in rows]
 
     def failure(self, failure_id: int) -> dict[str, Any] | None:
         t = self.tables["failed_transfers"]
         with self.connect() as c:
             row = c.execute(sa.select(t).where(t.c.id == failure_id)).mappings().first()
-        return dict(row) if row else None
+        return self.open_failure(dict(row)) if row else None
 
     def failure_counts(self) -> dict[str, int]:
         """Failed transfers still waiting per edge: open, or queued for the edge's next run."""
@@ -263,14 +375,16 @@ class Library(Merge, Failures):
         pk = schemas.get(dataset).key
         with self.connect() as c:
             row = c.execute(sa.select(t).where(t.c[pk] == key)).mappings().first()
-        return dict(row) if row else None
+        return self.open_row(dataset, dict(row)) if row else None
 
     def history(self, dataset: str, key: str) -> list[dict[str, Any]]:
         t = self.tables[f"{dataset}_history"]
         pk = schemas.get(dataset).key
         with self.connect() as c:
-            rows = c.execute(sa.select(t).where(t.c[pk] == key).order_by(t.c._id)).mappings()
-            return [dict(r) for r in rows]
+            rows = [
+                dict(r) for r in c.execute(sa.select(t).where(t.c[pk] == key).order_by(t.c._id)).mappings()
+            ]
+        return [self.open_row(dataset, r) for r in rows]
 
     def loaded(self, batch_id: str, edge: str | None = None, manifest_hash: str | None = None) -> bool:
         """Whether the ledger holds this batch (a replay is a no-op) — of this edge and with this
@@ -345,6 +459,7 @@ class Library(Merge, Failures):
         spec = schemas.get(dataset)
         result = LoadResult(batch_id=batch_id, rows=rows.num_rows, rejected=len(rejected))
         ledger = self.tables["batches"]
+        self.keyring()  # unwrapped before the write transaction begins
         with self.engine.begin() as conn:
             if conn.execute(sa.select(ledger.c.batch_id).where(ledger.c.batch_id == batch_id)).first():
                 result.duplicate = True
@@ -361,13 +476,17 @@ class Library(Merge, Failures):
                 )
             now = utcnow()
             seq = self.next_seq(conn)
+            ring = self.keyring(conn)
             if rows.num_rows:
+                rows = sealed.seal_table(ring, dataset, rows)
                 stamp = pa.repeat(pa.scalar(seq, pa.int64()), rows.num_rows)
                 if SEQ in rows.column_names:
                     rows = rows.set_column(rows.column_names.index(SEQ), SEQ, stamp)
                 else:
                     rows = rows.append_column(SEQ, stamp)
-                self._apply(conn, spec, rows, result, now, edge=edge, source=source, batch_id=batch_id)
+                self._apply(
+                    conn, spec, rows, result, now, edge=edge, source=source, batch_id=batch_id, ring=ring
+                )
                 # The same keys arrived clean from the same source: their failures resolve themselves.
                 self.resolve_arrived(
                     conn, edge, rows.column(spec.key), batch_id=batch_id, now=now, skip=result.conflict_keys
@@ -393,8 +512,9 @@ class Library(Merge, Failures):
                             row_number=r.row_number,
                             row_key=r.key,
                             payload=r.payload,
-                            digest=failure_digest(edge, r),
+                            digest=failure_digest(edge, r, ring),
                             now=now,
+                            seal=ring,
                         )
                         for r in rejected
                     ],
@@ -489,6 +609,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=60000")
     cur.execute("PRAGMA temp_store=MEMORY")
+    # Space freed by an update or delete is zeroed: a value re-sealed or a row replaced leaves no old
+    # bytes behind in the file (encryption at rest).
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
 
 

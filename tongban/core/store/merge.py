@@ -23,10 +23,11 @@ from sqlalchemy.dialects import sqlite as sq
 
 from schemas.contract import Dataset
 from tongban.core.store.rows import LoadResult, dumps, failure_row
+from tongban.core.store.sealed import open_row
 from tongban.core.store.tables import MIGRATION, Stamp
 
 if TYPE_CHECKING:
-    pass
+    from tongban.core.store.vault import Keyring
 
 __all__ = ["Merge"]
 
@@ -60,6 +61,7 @@ class Merge:
         edge: str,
         source: str,
         batch_id: str,
+        ring: Keyring,
     ) -> None:
         records = self.tables[spec.name]
         history = self.tables[f"{spec.name}_history"]
@@ -153,9 +155,15 @@ class Merge:
                                 batch_id=batch_id,
                                 row_number=c["_leaf"] + 1,
                                 row_key=c[key],
-                                payload={k: v for k, v in c.items() if k not in ("_stored_owner", "_digest")},
+                                payload=open_row(
+                                    ring,
+                                    spec.name,
+                                    {k: v for k, v in c.items() if k not in ("_stored_owner", "_digest")},
+                                    where=f"{edge} {batch_id}",
+                                ),
                                 digest=c["_digest"],
                                 now=now,
+                                seal=ring,
                             )
                             for c in new
                         ],

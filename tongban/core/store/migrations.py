@@ -10,6 +10,7 @@ import sqlalchemy as sa
 import schemas
 from connectors.sql import mask_url
 from tongban.core.store.tables import METADATA, SCHEMA_VERSION, SEQ, TABLES, StoreError
+from tongban.core.store.vault import INDEXED, SEALED, index_column
 
 __all__ = ["migrate"]
 
@@ -75,9 +76,35 @@ def _migrate_5(conn: sa.Connection) -> None:
             conn.exec_driver_sql(f"CREATE INDEX {name} ON failed_transfers ({cols})")
 
 
+def _migrate_6(conn: sa.Connection) -> None:
+    """Version 6 (encryption at rest): sealed fields become text columns holding envelopes, indexed
+    fields get their keyed-hash column, and the library is marked ``seal_pending``: opening it with
+    its node's master key (:meth:`Library.migrate`) seals the plain rows in resumable chunks."""
+    inspector = sa.inspect(conn)
+    for name in schemas.DATASETS:
+        for table in (name, f"{name}_history"):
+            have = {c["name"] for c in inspector.get_columns(table)}
+            for field in INDEXED.get(name, ()):
+                if index_column(field) not in have:
+                    conn.exec_driver_sql(
+                        f'ALTER TABLE "{table}" ADD COLUMN "{index_column(field)}" VARCHAR(64)'
+                    )
+            if conn.dialect.name == "postgresql":
+                for field in SEALED.get(name, ()):
+                    conn.exec_driver_sql(
+                        f'ALTER TABLE "{table}" ALTER COLUMN "{field}" TYPE TEXT USING "{field}"::text'
+                    )
+        for field in INDEXED.get(name, ()):
+            column = index_column(field)
+            conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS "ix_{name}{column}" ON "{name}" ("{column}")')
+    meta = TABLES["tongban_meta"]
+    conn.execute(meta.delete().where(meta.c.name == "seal_pending"))
+    conn.execute(meta.insert().values(name="seal_pending", value="1"))
+
+
 # Ordered migrations from one version to the next; a new library is created whole at the latest.
 # Each step touches only what its own version added, so steps apply in order whatever else changed.
-_MIGRATIONS: dict[int, Any] = {2: _migrate_2, 5: _migrate_5}
+_MIGRATIONS: dict[int, Any] = {2: _migrate_2, 5: _migrate_5, 6: _migrate_6}
 
 
 def migrate(engine: sa.Engine) -> int:

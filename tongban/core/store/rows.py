@@ -8,7 +8,20 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tongban.core.store.vault import Keyring
+
+#: The associated data of a failed transfer's sealed payload (sealed.py reads it back).
+PAYLOAD_AAD = b"failed_transfers.payload"
+
+
+def pending_aad(failure_id: object) -> bytes:
+    """The associated data of a failed transfer's sealed queued action (``pending``: a resubmission
+    carries the edited row), bound to the failure's id so it cannot be moved to another failure."""
+    return f"failed_transfers.pending:{failure_id}".encode()
+
 
 __all__ = ["FailedRow", "LoadResult", "dumps", "failure_digest", "failure_row", "utcnow"]
 
@@ -63,9 +76,14 @@ def utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
 
-def failure_digest(edge: str, row: FailedRow) -> str:
-    """Of edge, key, codes and payload: a row re-read in the lookback window is kept once."""
-    return hashlib.sha256(dumps([edge, row.key, sorted(row.codes), row.payload]).encode()).hexdigest()
+def failure_digest(edge: str, row: FailedRow, mac: Keyring | None = None) -> str:
+    """Of edge, key, codes and payload: a row re-read in the lookback window is kept once. Keyed by the
+    library's index key (``mac``) when given, so the stored digest of a sealed payload cannot be used to
+    test guesses of its content."""
+    text = dumps([edge, row.key, sorted(row.codes), row.payload])
+    if mac is not None:
+        return mac.digest(text)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def failure_row(
@@ -85,8 +103,13 @@ def failure_row(
     row_key: str | None = None,
     payload: Any = None,
     digest: str | None = None,
+    seal: Keyring | None = None,
 ) -> dict[str, Any]:
-    """One open failed transfer, as the ``failed_transfers`` table stores it."""
+    """One open failed transfer, as the ``failed_transfers`` table stores it (its payload sealed by
+    ``seal``, the library's keyring, when given)."""
+    text = dumps(payload) if payload is not None else None
+    if seal is not None and text is not None:
+        text = seal.seal(text, PAYLOAD_AAD)
     return {
         "kind": kind,
         "state": "open",
@@ -101,7 +124,7 @@ def failure_row(
         "message_zh": message_zh,
         "message_en": message_en,
         "where": where,
-        "payload": dumps(payload) if payload is not None else None,
+        "payload": text,
         "digest": digest,
         "attempts": 1,
         "version": 1,

@@ -15,10 +15,11 @@ import sqlalchemy as sa
 import schemas
 from schemas.contract import Dataset, Kind
 from schemas.errors import TongbanError
+from tongban.core.store.vault import INDEXED, SEALED, index_column
 
 __all__ = ["METADATA", "META_COLUMNS", "MIGRATION", "SCHEMA_VERSION", "SEQ", "TABLES", "Stamp", "StoreError"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 #: Columns a batch's rows carry beside their dataset fields (not part of the content hash).
@@ -68,6 +69,8 @@ class Stamp(sa.types.TypeDecorator[_dt.datetime]):
 
 
 def _column_type(dataset: Dataset, name: str) -> sa.types.TypeEngine[Any]:
+    if name in SEALED.get(dataset.name, ()):
+        return sa.Text()  # a sealed envelope (vault.py), whatever the field's own type
     spec = dataset.field(name)
     if spec.kind is Kind.DATE:
         return sa.Date().with_variant(sa.Text(), "sqlite")
@@ -87,6 +90,8 @@ def _record_columns(dataset: Dataset, *, key: bool) -> list[sa.Column[Any]]:
     for name in dataset.names:
         is_key = key and name == dataset.key
         cols.append(sa.Column(name, _column_type(dataset, name), primary_key=is_key, nullable=not is_key))
+    # The keyed hash of each sealed field verification looks up (vault.py).
+    cols += [sa.Column(index_column(name), sa.String(64)) for name in INDEXED.get(dataset.name, ())]
     cols += [
         sa.Column("_owner", sa.String(6), nullable=False),
         sa.Column("_hash", sa.String(64), nullable=False),
@@ -110,6 +115,7 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
             # A parent library reads what changed by (load sequence, key): exact, in commit order.
             sa.Index(f"ix_{name}_seq", SEQ, dataset.key),
             sa.Index(f"ix_{name}_owner", "_owner"),
+            *[sa.Index(f"ix_{name}{index_column(f)}", index_column(f)) for f in INDEXED.get(name, ())],
         )
         tables[f"{name}_history"] = sa.Table(
             f"{name}_history",
@@ -241,6 +247,16 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
         sa.Index("ix_audit_action", "action", "seq"),
+    )
+    tables["data_keys"] = sa.Table(
+        "data_keys",
+        metadata,
+        sa.Column("key_id", sa.String(16), primary_key=True),
+        sa.Column("purpose", sa.String(8), nullable=False),  # data | index
+        sa.Column("state", sa.String(8), nullable=False),  # active | retiring | index
+        sa.Column("wrapped", sa.Text, nullable=False),  # AES-GCM under the node's master key
+        sa.Column("master_check", sa.String(32), nullable=False),
+        sa.Column("created_at", Stamp(), nullable=False),
     )
     tables["tongban_meta"] = sa.Table(
         "tongban_meta",
