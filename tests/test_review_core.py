@@ -471,3 +471,80 @@ def test_on_postgresql(make_world: Any, h: Any, pg_url: str, monkeypatch: Any) -
     if any(getattr(r, "action", None) == "resubmit" for r in results):
         assert w.lib(h.NATIONAL).record(P, row["_good"])["_owner"] == h.A
     assert review.get(w.ex, w.libs, ref)["state"] == "resolved"
+
+
+def _raw(lib: Any) -> bytes:
+    """The library's SQLite file as it sits on disk, with its write-ahead log."""
+    path = Path(str(lib.engine.url.database))
+    data = path.read_bytes()
+    for extra in (Path(f"{path}-wal"), Path(f"{path}-journal")):
+        if extra.exists():
+            data += extra.read_bytes()
+    return data
+
+
+def test_a_queued_resubmission_is_sealed_in_the_library(make_world: Any, h: Any) -> None:
+    """The operator's edited row (queued in ``pending``) is personal data: read raw, byte for byte, the
+    library holds neither the edited name and ID number nor the rejected payload's name; the queued
+    action opens only for its own failure, and every reader (review, CLI rows, the next run) opens it."""
+    import sqlite3
+
+    from tongban.core.store import VaultError
+
+    w = make_world({h.A: h.QINGHAI})
+    row = bad_check(h, h.A, 11)
+    other = bad_check(h, h.A, 12)
+    put(w, h.A, [{**row, "xm": "欧阳原名"}, other])
+    w.sync_all()
+    lib = w.lib(h.A)
+    f, g = failure_of(w, h.A, row["sfzh"]), failure_of(w, h.A, other["sfzh"])
+    ref, audit = Ref(h.A, f["id"]), Audit()
+    new_name = "诸葛改名"
+    review.act(
+        w.ex,
+        w.libs,
+        ref,
+        "resubmit",
+        actor="ops",
+        audit=audit,
+        edit={"id_number": row["_good"], "name": new_name},
+    )
+    with lib.engine.connect() as c:  # raw SQL: envelopes only
+        t = lib.tables["failed_transfers"]
+        pending, payload = c.execute(sa.select(t.c.pending, t.c.payload).where(t.c.id == f["id"])).one()
+    assert pending.startswith("tb1.") and payload.startswith("tb1.")
+    data = _raw(lib)
+    for value in (new_name, "欧阳原名", row["_good"]):
+        assert value.encode() not in data, value
+    # Every reader opens it: the review's row, the library's row, the edge's queued work.
+    shown = review.payload_of({"payload": review.get(w.ex, w.libs, ref)["pending"]})
+    assert shown["row"]["name"] == new_name and shown["row"]["id_number"] == row["_good"]
+    assert review.payload_of({"payload": lib.failure(f["id"])["pending"]})["row"]["name"] == new_name
+    [queued] = lib.queued(w.system_edge(h.A), "resubmit")
+    assert queued["pending"]["row"]["name"] == new_name
+    # Moved onto another failure, the sealed queued action does not open (bound to its failure's id).
+    db = sqlite3.connect(str(lib.engine.url.database))
+    try:
+        db.execute("UPDATE failed_transfers SET pending = ? WHERE id = ?", (pending, g["id"]))
+        db.commit()
+    finally:
+        db.close()
+    with pytest.raises(VaultError) as err:
+        lib.failure(g["id"])
+    assert err.value.code == "DATA_TAMPERED"
+    with lib.engine.begin() as c:
+        c.execute(t.update().where(t.c.id == g["id"]).values(pending=None))
+    # A data key rotation re-seals the queued action with the payload: under the new key, still opening.
+    from tongban.core.store import rekey as rekeying
+
+    new_key = rekeying.rotate(lib)
+    assert rekeying.rekey(lib)["settled"]
+    with lib.engine.connect() as c:
+        pending = c.execute(sa.select(t.c.pending).where(t.c.id == f["id"])).scalar_one()
+    assert pending.startswith(f"tb1.{new_key}.")
+    assert review.payload_of({"payload": lib.failure(f["id"])["pending"]})["row"]["name"] == new_name
+    # The next run sends it up the signed path; the library still holds no plaintext of it.
+    review.apply_queued(w.ex, w.libs)
+    assert review.get(w.ex, w.libs, ref)["state"] == "resolved"
+    assert lib.record(P, row["_good"])["name"] == new_name
+    assert new_name.encode() not in _raw(lib)
