@@ -11,12 +11,14 @@ import sqlalchemy as sa
 
 from schemas.errors import TongbanError
 from tongban.core.audit import GENESIS, AuditLog, entry_hash
-from tongban.core.store import Library
+from tongban.core.store import Library, Vault
 
 
 @pytest.fixture
 def log(tmp_path: Path) -> AuditLog:
-    lib = Library(f"sqlite:///{tmp_path / 'lib.sqlite'}", "100000")
+    vault = Vault("100000", tmp_path / "keys")
+    vault.create()  # the library's data keys are wrapped by the node's master key
+    lib = Library(f"sqlite:///{tmp_path / 'lib.sqlite'}", "100000", vault)
     lib.migrate()
     return AuditLog(lib.engine)
 
