@@ -52,9 +52,17 @@ def _migrate_2(conn: sa.Connection) -> None:
     conn.execute(seq_table.insert().values(id=1, seq=len(numbered)))
 
 
+def _migrate_4(conn: sa.Connection) -> None:
+    """Version 4: records tables keep only the indexes something reads by (the primary key and
+    ``(_seq, key)``); the ``_owner`` index only cost load time (owners are filtered while reading by
+    ``_seq``, never looked up alone)."""
+    for name in schemas.DATASETS:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS ix_{name}_owner")
+
+
 # Ordered migrations from one version to the next; a new library is created whole at the latest.
 # Each step touches only what its own version added, so steps apply in order whatever else changed.
-_MIGRATIONS: dict[int, Any] = {2: _migrate_2}
+_MIGRATIONS: dict[int, Any] = {2: _migrate_2, 4: _migrate_4}
 
 
 def migrate(engine: sa.Engine) -> int:

@@ -18,7 +18,7 @@ from schemas.errors import TongbanError
 
 __all__ = ["METADATA", "META_COLUMNS", "MIGRATION", "SCHEMA_VERSION", "SEQ", "TABLES", "Stamp", "StoreError"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 
 #: Columns a batch's rows carry beside their dataset fields (not part of the content hash).
@@ -108,8 +108,8 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
             metadata,
             *_record_columns(dataset, key=True),
             # A parent library reads what changed by (load sequence, key): exact, in commit order.
+            # No other index: each costs load time and nothing looks records up by another column.
             sa.Index(f"ix_{name}_seq", SEQ, dataset.key),
-            sa.Index(f"ix_{name}_owner", "_owner"),
         )
         tables[f"{name}_history"] = sa.Table(
             f"{name}_history",
