@@ -183,6 +183,7 @@ def sql_source(
             after=after,
             lookback_seconds=0 if full else ex.lookback_seconds,
             batch_size=ex.batch_size,
+            as_text=True,  # kept as raw bytes: a SQLite system is read straight into Arrow
         )
         try:
             for b, c in stream:
