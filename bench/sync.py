@@ -418,7 +418,7 @@ def instrumented(timings: Timings, keep_valid: list[pa.Table] | None) -> Iterato
     sa.event.listen(sa.Engine, "after_cursor_execute", after)
     patch(pipeline, "finish_run", finishing)
     patch(pipeline._Stage, "_run", busy)
-    patch(extraction, "read_sql_incremental", inner_iter("read source (SQLAlchemy rows -> Arrow)"))
+    patch(extraction, "read_sql_incremental", inner_iter("read source (SQLite: ADBC straight to Arrow)"))
     patch(extraction, "raw_columns", inner("columns as binary (raw_columns)"))
     patch(arrowio.PartWriter, "write", inner("write extract-NNNN.arrow"))
     patch(Mapping, "apply", inner("mapping.apply"))
