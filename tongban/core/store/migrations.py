@@ -53,11 +53,14 @@ def _migrate_2(conn: sa.Connection) -> None:
 
 
 def _migrate_4(conn: sa.Connection) -> None:
-    """Version 4: records tables keep only the indexes something reads by (the primary key and
-    ``(_seq, key)``); the ``_owner`` index only cost load time (owners are filtered while reading by
-    ``_seq``, never looked up alone)."""
+    """Version 4: records tables keep only the indexes something reads by: the primary key and the
+    load sequence number alone (a load appends to its end; ``(_seq, key)`` cost as much to maintain
+    as a second primary key). The ``_owner`` index only cost load time: owners are filtered while
+    reading by ``_seq``, never looked up alone."""
     for name in schemas.DATASETS:
         conn.exec_driver_sql(f"DROP INDEX IF EXISTS ix_{name}_owner")
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS ix_{name}_seq")
+        conn.exec_driver_sql(f'CREATE INDEX ix_{name}_seq ON "{name}" ("{SEQ}")')
 
 
 # Ordered migrations from one version to the next; a new library is created whole at the latest.
