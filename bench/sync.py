@@ -14,18 +14,21 @@ engine accepted, taken from its own validated Arrow output):
 - SQLite library: a raw ``executemany`` of the same rows into the same table (timed: tuples built from
   Arrow, executemany, commit), and dlt's ``sqlalchemy`` destination (merge) when it works;
 - the no-change rerun, beside the bare lookback-window query on the source;
-- peak resident memory (VmHWM) of a sync in a child process, beside the same child without the sync.
+- peak resident memory (VmHWM) of a sync in a child process at each of ``--memory-rows`` (default
+  1,000,000 and 10,000,000 rows, each its own source), beside the same child without the sync, with
+  memory per row and the growth from the smallest to the largest count.
 
 Every Tongban run loads into a fresh target (new PostgreSQL schema / new SQLite file, schema migrated
-before the clock starts); the baselines load into the same, freshly migrated, empty table. The first
-Tongban run of each target is also broken down by engine step, by function inside the steps and by SQL
-statement of the load step (thin timing wrappers around the very run that is timed).
+before the clock starts); the baselines load into the same, freshly migrated, empty table (the same
+indexes: a cheaper table design counts for both). The first Tongban run of each target is also broken
+down by thread of the overlapped run (reader, checker, loader: their busy times overlap) and by
+function inside them (thin timing wrappers around the very run that is timed).
 
-Run: ``.venv/bin/python bench/sync.py [--rows N] [--postgres URL] [--repeat K] [--skip-dlt]``
-(about 8 minutes at the default 1,000,000 rows on 2 cores). PostgreSQL defaults to
+Run: ``.venv/bin/python bench/sync.py [--rows N] [--postgres URL] [--repeat K] [--skip-dlt]
+[--batch N] [--memory-rows 1000000,10000000]`` (about 20 minutes at the defaults on 2 cores, most of
+it the 10,000,000-row source and sync; ``--memory-rows ""`` leaves the memory figures out). PostgreSQL defaults to
 ``$TONGBAN_BENCH_POSTGRES_URL`` or ``postgresql+psycopg://postgres@127.0.0.1:5432/test``; when it cannot
-be reached only the SQLite part runs. ``--rows 10000000 --memory-only`` measures the SPEC's
-10,000,000-row memory figure alone (about 20 minutes, most of it the sync itself).
+be reached only the SQLite part runs. ``--memory-only`` measures the memory figures alone.
 """
 
 from __future__ import annotations
