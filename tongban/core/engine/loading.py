@@ -51,7 +51,7 @@ from tongban.core.trust import TrustList, from_b64url, from_iso
 from tongban.core.trust.manifest import Manifest, ManifestError, schema_fingerprint, verify
 from tongban.core.trust.merkle import row_hashes
 
-__all__ = ["COUNTERS", "apply_batch", "load", "summary_of", "trusted_list"]
+__all__ = ["COUNTERS", "apply_batch", "load", "rows_with_meta", "summary_of", "trusted_list"]
 
 _log = logs.get("tongban.engine")
 
@@ -217,10 +217,13 @@ def apply_batch(
     leaves: np.ndarray,
     rejected: list[FailedRow],
     totals: dict[str, int],
+    prepared: pa.Table | None = None,
 ) -> None:
     """Verify one sealed batch (key, signature, binding, chain, root, owners) and apply it in one
     transaction with its failed rows and its cursor; counts go into ``totals``. A batch that fails
-    verification is kept as a failed transfer and stops the run (SyncError)."""
+    verification is kept as a failed transfer and stops the run (SyncError). ``prepared``: the rows
+    with their meta columns, built beforehand by :func:`rows_with_meta` from this very ``table``,
+    ``leaves`` and ``manifest`` (an overlapped run builds them on its checker thread)."""
     edge = plan.edge
     if lib.loaded(manifest.batch_id, edge.id, manifest.hash):
         totals["duplicates"] += 1
@@ -249,12 +252,10 @@ def apply_batch(
         raise SyncError(
             exc.code, exc.message_zh, exc.message_en, f"{edge.id} batch {manifest.batch_id[:12]}"
         ) from None
-    rows = _with_meta(
-        table,
-        schemas.get(plan.dataset).names,
-        leaves,
-        manifest.batch_id,
-        manifest.source if edge.source_kind == "node" else edge.source,
+    rows = (
+        prepared
+        if prepared is not None
+        else rows_with_meta(plan, table, leaves, manifest.batch_id, manifest.source)
     )
     try:
         result = lib.load_batch(
@@ -274,6 +275,13 @@ def apply_batch(
     totals["batches"] += 1
     for k in COUNTERS[1:]:
         totals[k] += getattr(result, k)
+
+
+def rows_with_meta(plan: Plan, table: pa.Table, leaves: np.ndarray, batch_id: str, signer: str) -> pa.Table:
+    """The batch's rows as the records table holds them: fields, owner, leaf hash, batch, position,
+    source (a child library's batches keep their signer) and flags."""
+    source = signer if plan.edge.source_kind == "node" else plan.edge.source
+    return _with_meta(table, schemas.get(plan.dataset).names, leaves, batch_id, source)
 
 
 def trusted_list(ex: Exchange, lib: Library) -> TrustList:

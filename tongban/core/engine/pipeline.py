@@ -46,7 +46,14 @@ from tongban.core.engine.base import check, uri
 from tongban.core.engine.extraction import sql_source
 from tongban.core.engine.interrupt import CancelToken
 from tongban.core.engine.libraries import Libraries
-from tongban.core.engine.loading import COUNTERS, apply_batch, finish_run, summary_of, trusted_list
+from tongban.core.engine.loading import (
+    COUNTERS,
+    apply_batch,
+    finish_run,
+    rows_with_meta,
+    summary_of,
+    trusted_list,
+)
 from tongban.core.engine.plan import Plan, plan_for
 from tongban.core.engine.records import (
     BatchInfo,
@@ -226,21 +233,27 @@ def _sync(
                 accepted, lines = validator.add(j, raw, cursor)
                 entry, leaves = sealer.seal(0, j, accepted, cursor, len(lines))
                 sealed.append(entry)
-                put((raw.num_rows, entry, pa.Table.from_batches([accepted]), leaves, lines))
+                table = pa.Table.from_batches([accepted])
+                # The rows as the table holds them, built here from the rows, leaves and batch id the
+                # loader verifies, so the loader only verifies and writes.
+                rows = rows_with_meta(
+                    plan, table, leaves, entry.manifest["batch_id"], entry.manifest["source"]
+                )
+                put((raw.num_rows, entry, table, leaves, lines, rows))
 
     checker = _Stage("check", validate_and_seal, stop)
     totals = dict.fromkeys((*COUNTERS, "duplicates"), 0)
     reader.thread.start()
     checker.thread.start()
     try:
-        for n, entry, table, leaves, lines in _take(checker, stop):
+        for n, entry, table, leaves, lines, rows in _take(checker, stop):
             check(cancel)  # between batches: each batch's transaction is whole or absent
             manifest = Manifest.from_json(json.dumps(entry.manifest))
             rejected = [
                 FailedRow(r["row"], r["key"], r["codes"], r["zh"], r["en"], r["payload"], r["where"])
                 for r in lines
             ]
-            apply_batch(ex, plan, target, trust, schema_id, manifest, table, leaves, rejected, totals)
+            apply_batch(ex, plan, target, trust, schema_id, manifest, table, leaves, rejected, totals, rows)
             if on_rows:
                 on_rows(n)
     except _Stopped:
