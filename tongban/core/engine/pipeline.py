@@ -278,18 +278,38 @@ def _sync(
     if not sealed:
         target.note_success(edge.id, plan.dataset, edge.source)
     summary = summary_of(meta, totals, [], [], 0)
+    # The same events as the step-by-step run, once the run is through (the steps ran side by side).
+    seconds = round(time.monotonic() - clock, 3)
+    common = {"edge": edge.id, "run_id": run.name, "seconds": seconds}
     logs.event(
         _log,
-        "overlapped",
-        f"sync {edge.id}: {rows} rows read, {counts['accepted']} accepted, {counts['rejected']} rejected "
-        "(steps overlapped)",
-        step="sync",
-        edge=edge.id,
-        run_id=run.name,
+        "extract",
+        f"extract {edge.id}: {rows} rows read",
+        step="extract",
         rows=rows,
-        rejected_by_code=dict(by_code.most_common()) or None,
         cursor_from=meta.cursor_from,
         cursor_to=extracted[-1].cursor if extracted else None,
+        **common,
+    )
+    logs.event(
+        _log,
+        "validate",
+        f"validate {edge.id}: {counts['accepted']} accepted, {counts['rejected']} rejected",
+        step="validate",
+        **counts,
+        rejected_by_code=dict(by_code.most_common()) or None,
+        **common,
+    )
+    logs.event(
+        _log,
+        "seal",
+        f"seal {edge.id}: {len(sealed)} batches signed by {plan.signer}",
+        step="seal",
+        batches=len(sealed),
+        rows=sum(int(x.manifest.get("rows") or 0) for x in sealed),
+        batch_id=[x.manifest.get("batch_id") for x in sealed] or None,
+        root=[x.manifest.get("merkle_root") for x in sealed] or None,
+        **common,
     )
     out = finish_run(plan, run, meta, summary, [s.manifest for s in sealed], clock)
     return uri(run), out
