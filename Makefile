@@ -53,6 +53,7 @@ bench: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,bench]"
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/sync.py
+	$(BIN)/python bench/crash.py
 	$(BIN)/python bench/national.py
 	$(BIN)/python bench/review.py
 

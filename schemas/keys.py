@@ -13,6 +13,9 @@ themselves, so a hash collision can never reject a row.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,6 +24,9 @@ from schemas.standards.arrays import as_string_array, valid_mask
 
 __all__ = ["KeyTracker", "hash_keys"]
 
+#: Bits of the Bloom filter of spilled keys (16 MiB, whatever the extract's size).
+BLOOM_BITS = 1 << 27
+_BLOOM_PROBES = 3
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 
@@ -64,6 +70,18 @@ def hash_keys(keys: pa.Array) -> np.ndarray:
     return h
 
 
+def _bloom_positions(h: np.ndarray) -> np.ndarray:
+    """The filter's bit positions of each hash, probe by probe (double hashing of a remixed hash)."""
+    with np.errstate(over="ignore"):
+        z = h * np.uint64(0x9E3779B97F4A7C15)
+        z ^= z >> np.uint64(31)
+        z *= np.uint64(0xBF58476D1CE4E5B9)
+        z ^= z >> np.uint64(29)
+        a = (z >> np.uint64(37)).astype(np.int64)
+        b = ((z & np.uint64(0xFFFFFFF)).astype(np.int64)) | 1
+    return np.concatenate([(a + i * b) & (BLOOM_BITS - 1) for i in range(_BLOOM_PROBES)])
+
+
 class _Run:
     """Sorted hashes of distinct keys with their first rows, indexed by the hashes' top bits."""
 
@@ -105,9 +123,24 @@ class KeyTracker:
     oldest to the newest (merged like a log-structured store), so recording a
     batch costs about its own size and a lookup visits a few runs. The keys
     themselves are kept compact (copied out of the batch), to confirm matches.
+
+    With ``spill_dir``, memory stays bounded whatever the extract's size: once ``memory_keys`` keys
+    are held they move to a sorted run on disk (hash, first row, key; a private file), and a Bloom
+    filter of fixed size (:data:`BLOOM_BITS`) remembers every spilled key's hash. A key of a later
+    batch is looked up on disk only when the filter says it may have been seen (a repeat, or a false
+    positive: about 1 % at 10,000,000 keys), and confirmed there by the key itself.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spill_dir: Path | None = None, memory_keys: int = 1 << 19) -> None:
+        self._spill_dir = spill_dir
+        self._memory_keys = max(1, memory_keys)
+        self._held = 0  # keys held in memory
+        self._spilled: list[Path] = []
+        self._bloom: np.ndarray | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._held = 0
         self._runs: list[_Run] = []
         self._pending: tuple[np.ndarray, np.ndarray] | None = None  # the last batch's, indexed when needed
         self._stored: list[tuple[np.ndarray, pa.Array]] = []  # per batch: rows of new keys, those keys
@@ -205,10 +238,74 @@ class KeyTracker:
         rows = np.arange(first_row, first_row + n, dtype=np.int64)
         if self._stored or self._pending is not None:
             self._against_earlier(keys, h, present, earlier)
+        if self._spilled:
+            self._against_spilled(keys, h, present, earlier)
         self._within(keys, h, present & (earlier == 0), rows, earlier)
         new = np.flatnonzero(present & (earlier == 0))
         if len(new):
             self._pending = (h[new], rows[new])  # a single-batch extract never pays for the index
             self._stored.append((rows[new], keys.take(pa.array(new))))
             self._starts.append(first_row)
+            self._held += len(new)
+            if self._spill_dir is not None and self._held >= self._memory_keys:
+                self._spill()
         return earlier
+
+    # -- bounded memory: sorted runs on disk behind a Bloom filter -------------------------------------
+
+    def _spill(self) -> None:
+        """Move the keys held in memory to a sorted run on disk and into the Bloom filter."""
+        assert self._spill_dir is not None
+        rows = np.concatenate([r for r, _ in self._stored])
+        keys = pa.concat_arrays([as_string_array(k) for _, k in self._stored])
+        h = hash_keys(keys)
+        order = np.argsort(h, kind="stable")
+        run = pa.record_batch(
+            [pa.array(h[order]), pa.array(rows[order]), keys.take(pa.array(order))], names=["h", "row", "key"]
+        )
+        path = self._spill_dir / f".keys-{os.getpid()}-{id(self):x}-{len(self._spilled) + 1:04d}.arrow"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the keys are personal data
+        with open(fd, "wb", closefd=True) as fh, pa.ipc.new_file(fh, run.schema) as writer:
+            writer.write_batch(run)
+        self._spilled.append(path)
+        if self._bloom is None:
+            self._bloom = np.zeros(BLOOM_BITS // 8, dtype=np.uint8)
+        pos = _bloom_positions(h)
+        np.bitwise_or.at(self._bloom, pos >> 3, (np.uint8(1) << (pos & 7).astype(np.uint8)))
+        self._reset()
+
+    def _maybe_spilled(self, h: np.ndarray) -> np.ndarray:
+        assert self._bloom is not None
+        pos = _bloom_positions(h)
+        hit = (self._bloom[pos >> 3] >> (pos & 7).astype(np.uint8)) & 1
+        return hit.reshape(_BLOOM_PROBES, -1).all(axis=0)
+
+    def _against_spilled(self, keys: pa.Array, h: np.ndarray, todo: np.ndarray, earlier: np.ndarray) -> None:
+        cand = np.flatnonzero(todo & (earlier == 0))
+        if not len(cand):
+            return
+        cand = cand[self._maybe_spilled(h[cand])]
+        for path in self._spilled:
+            if not len(cand):
+                return
+            with pa.memory_map(str(path)) as src:  # closed at once: only the pages looked at are read
+                run = pa.ipc.open_file(src).get_batch(0)
+                hashes = run.column(0).to_numpy()
+                lo = np.searchsorted(hashes, h[cand], side="left")
+                hi = np.searchsorted(hashes, h[cand], side="right")
+                for i, a, b in zip(cand, lo, hi, strict=True):
+                    if a == b:
+                        continue
+                    key = keys[int(i)].as_py()
+                    stored = run.column(2).slice(int(a), int(b - a)).to_pylist()
+                    if key in stored:  # equal hashes are only candidates: the key itself decides
+                        earlier[i] = run.column(1)[int(a) + stored.index(key)].as_py()
+                del run, hashes
+            cand = cand[earlier[cand] == 0]
+
+    def close(self) -> None:
+        """Remove the runs spilled to disk."""
+        for path in self._spilled:
+            path.unlink(missing_ok=True)
+        self._spilled = []
+        self._bloom = None

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -352,7 +353,10 @@ class Validator:
         uscc_allowlist: Iterable[str] = (),
         today: _dt.date | None = None,
         check_duplicates: bool = True,
+        spill_dir: Path | None = None,
     ) -> None:
+        """``spill_dir``: a private folder where the keys seen spill beyond a bound (memory stays
+        bounded whatever the extract's size); without it every key seen stays in memory."""
         self.dataset = dataset
         self.timezone = coerce.check_zone(timezone) if timezone else None
         self.today = today_days(today)
@@ -366,8 +370,13 @@ class Validator:
             "now_us": int(now.timestamp() * 1_000_000),
         }
         self.summary = Summary(dataset.name)
-        self._keys = KeyTracker() if check_duplicates else None
+        self._keys = KeyTracker(spill_dir) if check_duplicates else None
         self._next_row = 1
+
+    def close(self) -> None:
+        """Remove the keys spilled to disk (the validator finds no repeats after this)."""
+        if self._keys is not None:
+            self._keys.close()
 
     def _read(self, batch: pa.Table) -> _Columns:
         names = set(batch.column_names)

@@ -112,7 +112,7 @@ def test_demo_topology_loads(demo: Exchange) -> None:
         600,
         "@hourly",
         2,
-        262144,
+        65536,
     )
 
 

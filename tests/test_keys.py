@@ -107,3 +107,64 @@ def test_real_date_rejects_what_datetime_rejects() -> None:
         except ValueError:
             expected.append(False)
     assert real_date(year, month, day).tolist() == expected
+
+
+# -- bounded memory: keys spilled to disk behind a Bloom filter -------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("memory_keys", [1, 7, 64])
+def test_spilling_tracker_finds_every_repeat(tmp_path, seed: int, memory_keys: int) -> None:
+    """Whatever moved to disk, every repeat is found with its first row, and nothing else."""
+    batches = _batches(seed)
+    tracker, row, got = KeyTracker(tmp_path, memory_keys=memory_keys), 1, []
+    for batch in batches:
+        got.append(tracker.add(pa.array(batch, pa.string()), first_row=row).tolist())
+        row += len(batch)
+    assert got == _reference(batches)
+    spilled = list(tmp_path.iterdir())
+    assert spilled and all(p.stat().st_mode & 0o077 == 0 for p in spilled)  # private: keys are personal data
+    tracker.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_spilling_tracker_against_a_set_at_scale(tmp_path) -> None:
+    """200,000 ID-like keys in 13 batches, 3 % repeated (some far apart), 4 spills: same as a set."""
+    rng = np.random.default_rng(11)
+    pool = [f"{int(x):018d}" for x in rng.choice(10**17, 194_000, replace=False)]
+    keys = pool + [pool[int(i)] for i in rng.integers(0, len(pool), 6_000)]
+    order = rng.permutation(len(keys))
+    keys = [keys[int(i)] for i in order]
+    batches = [keys[i : i + 16_384] for i in range(0, len(keys), 16_384)]
+    tracker, row, got = KeyTracker(tmp_path, memory_keys=50_000), 1, []
+    for batch in batches:
+        got.append(tracker.add(pa.array(batch), first_row=row).tolist())
+        row += len(batch)
+    assert got == _reference(batches)  # type: ignore[arg-type]
+    assert sum(x > 0 for b in got for x in b) == len(keys) - len(set(keys))
+    assert len(list(tmp_path.iterdir())) >= 3
+    tracker.close()
+
+
+def test_spilled_colliding_hashes_are_told_apart_by_the_key(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(keys_module, "hash_keys", lambda k: np.full(len(k), 42, dtype=np.uint64))
+    batches = [["a", "b"], ["c", "b"], ["d", "a", "e"], ["e", "f", "d"]]
+    tracker, row, got = KeyTracker(tmp_path, memory_keys=2), 1, []
+    for batch in batches:
+        got.append(tracker.add(pa.array(batch), first_row=row).tolist())
+        row += len(batch)
+    assert got == _reference(batches)  # type: ignore[arg-type]
+    tracker.close()
+
+
+def test_bloom_filter_has_no_false_negatives() -> None:
+    h = hash_keys(pa.array([f"{i:018d}" for i in range(100_000)]))
+    bloom = np.zeros(keys_module.BLOOM_BITS // 8, dtype=np.uint8)
+    pos = keys_module._bloom_positions(h[:50_000])
+    np.bitwise_or.at(bloom, pos >> 3, np.uint8(1) << (pos & 7).astype(np.uint8))
+    tracker = KeyTracker()
+    tracker._bloom = bloom
+    assert tracker._maybe_spilled(h[:50_000]).all()
+    assert tracker._maybe_spilled(h[50_000:]).mean() < 0.001  # 50,000 keys in 2**27 bits

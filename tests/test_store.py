@@ -208,6 +208,23 @@ def test_version_1_library_migrates_to_load_sequence_numbers(lib: Library) -> No
     assert lib.record("population", key(4))["_seq"] == 3
 
 
+def test_version_2_library_drops_the_owner_index(lib: Library) -> None:
+    """Step 4: the records tables keep only the primary key and ``_seq`` alone; the rest stays."""
+    edge = Edge(lib)
+    edge.load([resident(1), resident(2)])
+    with lib.engine.begin() as c:
+        for name in schemas.DATASETS:
+            c.exec_driver_sql(f'CREATE INDEX ix_{name}_owner ON "{name}" (_owner)')
+        c.exec_driver_sql("UPDATE tongban_meta SET value = '2' WHERE name = 'schema_version'")
+    assert lib.migrate() == SCHEMA_VERSION >= 4
+    for name in schemas.DATASETS:
+        indexes = {ix["name"]: ix["column_names"] for ix in sa.inspect(lib.engine).get_indexes(name)}
+        assert indexes == {f"ix_{name}_seq": ["_seq"]}, (name, indexes)
+    assert lib.count("population") == 2
+    edge.load([resident(3)])
+    assert lib.record("population", key(3))["_seq"] == 2
+
+
 def test_load_sequence_numbers_follow_commit_order(lib: Library) -> None:
     edge, other = Edge(lib), Edge(lib, edge=f"population.{B}.{PROVINCE}")
     edge.load([resident(1)])

@@ -1,8 +1,9 @@
 """Kill a sync at any point and rerun: nothing lost, nothing doubled (SPEC sections 5 and 12).
 
 A child process syncs a 20,000-row register in batches of 1,000 into a SQLite library and is killed
-with SIGKILL at a point it reports through a marker file: in the extract step (after three batches
-were read), in the load step between two batches (two committed), or in the middle of the third
+with SIGKILL at a point it reports through a marker file: while the source is still being read (the
+steps overlap: ``on_rows`` reports a batch once it has loaded, so three batches have committed and the
+reader is ahead of them), in the load step between two batches (two committed), or in the middle of the third
 batch's transaction (its rows written, not committed). The rerun in this process must leave exactly
 the register's rows, each once, with the cursor at the register's last (cursor value, key).
 """
@@ -147,7 +148,7 @@ def check_after_rerun(w: Any, h: Any, edge: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("point", "committed"), [("extract", 0), ("between-batches", 2), ("mid-transaction", 2)]
+    ("point", "committed"), [("extract", 3), ("between-batches", 2), ("mid-transaction", 2)]
 )
 def test_kill_then_rerun(big: Any, h: Any, point: str, committed: int) -> None:
     w, edge = big, big.system_edge(h.A)

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from tongban.cli import main
 from tongban.core import engine
-from tongban.core.engine import SyncError, runs, spool
+from tongban.core.engine import SyncError, pipeline, runs, spool
 
 P = "population"
 
@@ -93,14 +93,14 @@ def test_spool_and_libraries_are_private(make_world: Any, h: Any, monkeypatch: p
     w = make_world({h.A: h.QINGHAI})
     w.registers[h.A].put(h.people(h.A, 5))
     seen: list[tuple[Path, int]] = []
-    original = runs.seal
+    original = pipeline.apply_batch
 
-    def spy(ex: Any, run_uri: str, **kw: Any) -> str:  # look at the run folder while it holds rows
-        run = engine.path_of(run_uri)
-        seen.extend((p, stat.S_IMODE(p.stat().st_mode)) for p in [run, *run.iterdir()])
-        return original(ex, run_uri, **kw)
+    def spy(*args: Any, **kw: Any) -> None:  # look at the run folder while it holds rows (steps overlap)
+        for run in (p for p in (w.root / "spool").glob("*/*") if p.is_dir()):
+            seen.extend((p, stat.S_IMODE(p.stat().st_mode)) for p in [run, *run.iterdir()])
+        return original(*args, **kw)
 
-    monkeypatch.setattr(runs, "seal", spy)
+    monkeypatch.setattr(pipeline, "apply_batch", spy)
     w.sync(w.system_edge(h.A))
     assert any(p.suffix == ".arrow" for p, _ in seen) and any(p.suffix == ".jsonl" for p, _ in seen)
     for path, mode in seen:

@@ -76,7 +76,7 @@ def demo_exchange_yaml(
         f"  list: {prefix}keys/trust.json      # 已签名的信任列表 the signed trust list",
         f"  keys: {prefix}keys                 # 节点私钥目录 folder of node private keys",
         "defaults:",
-        "  batch_size: 262144",
+        "  batch_size: 65536",
         "  lookback: 10m",
         '  schedule: "@hourly"',
         "  retries: 2",

@@ -5,7 +5,7 @@ One YAML file describes the whole exchange (SPEC section 3)::
     version: 1
     spool: spool                # where sync tasks hand files to each other (relative to this file)
     trust: {root: "000000", list: keys/trust.json, keys: keys}
-    defaults: {batch_size: 262144, lookback: 10m, schedule: "@hourly", retries: 2}
+    defaults: {batch_size: 65536, lookback: 10m, schedule: "@hourly", retries: 2}
     nodes:
       - {code: "000000", name: 国家库, level: national, library: "sqlite:///libraries/000000.sqlite"}
       - {code: "630000", name: 青海省, level: province, parent: "000000", library_env: TONGBAN_LIB_630000}

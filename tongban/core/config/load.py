@@ -367,7 +367,7 @@ def _load(file: _File) -> Exchange:
         trust_root=trust_root,
         trust_list=file.resolve(trust.text("list") or "keys/trust.json"),
         keys_dir=file.resolve(trust.text("keys") or "keys"),
-        batch_size=defaults.integer("batch_size", default=262_144, minimum=1),
+        batch_size=defaults.integer("batch_size", default=65_536, minimum=1),
         lookback_seconds=defaults.duration("lookback", "10m"),
         schedule=schedule,
         retries=defaults.integer("retries", default=2, minimum=0),

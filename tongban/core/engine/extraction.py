@@ -41,7 +41,7 @@ from tongban.core.engine.records import (
 )
 from tongban.core.store import SEQ, Library
 
-__all__ = ["drop_of", "extract", "quarantine_file"]
+__all__ = ["drop_of", "extract", "quarantine_file", "sql_source"]
 
 _log = logs.get("tongban.engine")
 
@@ -81,8 +81,6 @@ def _extract(
     cancel: CancelToken | None,
 ) -> str:
     edge = plan.edge
-    spec = schemas.get(plan.dataset)
-    resolve_conn = libs.resolve_conn
     target = libs.get(edge.target)
     target.migrate()
     started = time.time()
@@ -116,67 +114,29 @@ def _extract(
         if writer.batches:
             parts.append(ExtractPart(name, None, None, writer.batches))
 
-    if edge.source_kind == "system":
+    if edge.source_kind == "system" and ex.systems[edge.source].kind != "sql":
         system = ex.systems[edge.source]
-        if system.kind != "sql":
-            _release_files(plan, target)  # quarantined files queued for a retry go back into the folder
-        if system.kind == "sql":
-            mapping = system.mapping
-            stream = read_sql_incremental(
-                ex.system_url(system.name, resolve_conn),
-                table=system.table or mapping.table if not (system.query or mapping.query) else None,
-                query=system.query or mapping.query,
-                cursor_column=system.cursor,
-                key_column=local_key(mapping, spec.key),
-                after=after,
-                lookback_seconds=0 if full else ex.lookback_seconds,
-                batch_size=ex.batch_size,
-            )
-            write_part((raw_columns(b), c) for b, c in stream)
-        else:
-            assert system.folder is not None
-            drops = pending_files(
-                system.folder, pattern=system.pattern or "*", settle_seconds=system.settle_seconds
-            )
-            for drop in drops:
-                check(cancel)
-                part = _extract_file(ex, plan, target, run, drop, len(parts) + 1, quarantined, left, cancel)
-                if part is not None:
-                    parts.append(part)
-                    n = sum(b.rows for b in part.batches)
-                    total += n
-                    if on_rows:
-                        on_rows(n)
-    else:
-        child = libs.get(edge.source)
-        child.migrate()
-        keep = {*spec.names, "_owner"}
-        # Exact: the child numbers its loads in commit order, so nothing is missed or sent twice.
-        # Only records owned by the source or a node below it travel up: records that came down to it
-        # (read-only foreign records) or of a node no longer in the exchange stay where they are.
-        table, query = plan.dataset, None
-        owners = sorted(ex.below(edge.source))
-        if not set(ex.nodes) <= set(owners):
-            listed = ", ".join(f"'{code}'" for code in owners)  # node codes: six digits, checked on load
-            table, query = None, f'SELECT * FROM "{plan.dataset}" WHERE "_owner" IN ({listed})'
-        stream = read_sql_incremental(
-            ex.library_url(edge.source, resolve_conn),
-            table=table,
-            query=query,
-            cursor_column=SEQ,
-            key_column=spec.key,
-            after=after,
-            lookback_seconds=0,
-            batch_size=ex.batch_size,
+        _release_files(plan, target)  # quarantined files queued for a retry go back into the folder
+        assert system.folder is not None
+        drops = pending_files(
+            system.folder, pattern=system.pattern or "*", settle_seconds=system.settle_seconds
         )
-        # The child's sealed fields are opened here: the batch is re-validated and its leaves hashed over
-        # the plaintext rows, and the parent seals them again under its own keys when it loads.
-        write_part((raw_columns(child.open_batch(plan.dataset, b), keep), c) for b, c in stream)
+        for drop in drops:
+            check(cancel)
+            part = _extract_file(ex, plan, target, run, drop, len(parts) + 1, quarantined, left, cancel)
+            if part is not None:
+                parts.append(part)
+                n = sum(b.rows for b in part.batches)
+                total += n
+                if on_rows:
+                    on_rows(n)
+    else:
+        write_part(sql_source(ex, plan, libs, after, full=full))
 
     if edge.source_kind == "system":
         # What operators queued for this edge: rows to re-read from the source, edited rows to send.
         # Their parts come last and carry no cursor: the edge's cursor moves only with the source.
-        for part in _queued_parts(ex, plan, target, run, len(parts) + 1, resolve_conn):
+        for part in _queued_parts(ex, plan, target, run, len(parts) + 1, libs.resolve_conn):
             parts.append(part)
             n = sum(b.rows for b in part.batches)
             total += n
@@ -214,6 +174,63 @@ def _extract(
         seconds=round(time.time() - started, 3),
     )
     return uri(run)
+
+
+def sql_source(
+    ex: Exchange, plan: Plan, libs: Libraries, after: Cursor | None, *, full: bool
+) -> Iterator[tuple[pa.RecordBatch, Cursor | None]]:
+    """The edge's SQL source (a local system, or a child library) as raw batches with their cursors,
+    read from ``after``."""
+    edge = plan.edge
+    spec = schemas.get(plan.dataset)
+    if edge.source_kind == "system":
+        system = ex.systems[edge.source]
+        mapping = system.mapping
+        stream = read_sql_incremental(
+            ex.system_url(system.name, libs.resolve_conn),
+            table=system.table or mapping.table if not (system.query or mapping.query) else None,
+            query=system.query or mapping.query,
+            cursor_column=system.cursor,
+            key_column=local_key(mapping, spec.key),
+            after=after,
+            lookback_seconds=0 if full else ex.lookback_seconds,
+            batch_size=ex.batch_size,
+            as_text=True,  # kept as raw bytes: a SQLite system is read straight into Arrow
+        )
+        try:
+            for b, c in stream:
+                yield raw_columns(b), c
+        finally:
+            stream.close()
+        return
+    child = libs.get(edge.source)
+    child.migrate()
+    keep = {*spec.names, "_owner"}
+    # Exact: the child numbers its loads in commit order, so nothing is missed or sent twice.
+    # Only records owned by the source or a node below it travel up: records that came down to it
+    # (read-only foreign records) or of a node no longer in the exchange stay where they are.
+    table, query = plan.dataset, None
+    owners = sorted(ex.below(edge.source))
+    if not set(ex.nodes) <= set(owners):
+        listed = ", ".join(f"'{code}'" for code in owners)  # node codes: six digits, checked on load
+        table, query = None, f'SELECT * FROM "{plan.dataset}" WHERE "_owner" IN ({listed})'
+    stream = read_sql_incremental(
+        ex.library_url(edge.source, libs.resolve_conn),
+        table=table,
+        query=query,
+        cursor_column=SEQ,
+        key_column=spec.key,
+        after=after,
+        lookback_seconds=0,
+        batch_size=ex.batch_size,
+    )
+    try:
+        # The child's sealed fields are opened here: the batch is re-validated and its leaves hashed over
+        # the plaintext rows, and the parent seals them again under its own keys when it loads.
+        for b, c in stream:
+            yield raw_columns(child.open_batch(plan.dataset, b), keep), c
+    finally:
+        stream.close()
 
 
 def drop_of(origin: str, fingerprint: dict | None) -> DropFile | None:

@@ -36,6 +36,7 @@ from tongban.core.engine.records import (
     ExtractRecord,
     LeftFile,
     LoadSummary,
+    QuarantinedFile,
     RunRecord,
     SealRecord,
     ValidateRecord,
@@ -50,11 +51,11 @@ from tongban.core.trust import TrustList, from_b64url, from_iso
 from tongban.core.trust.manifest import Manifest, ManifestError, schema_fingerprint, verify
 from tongban.core.trust.merkle import row_hashes
 
-__all__ = ["load"]
+__all__ = ["COUNTERS", "apply_batch", "load", "rows_with_meta", "summary_of", "trusted_list"]
 
 _log = logs.get("tongban.engine")
 
-_COUNTERS = ("batches", "rows", "inserted", "updated", "unchanged", "stale", "conflicts", "rejected")
+COUNTERS = ("batches", "rows", "inserted", "updated", "unchanged", "stale", "conflicts", "rejected")
 
 
 def load(
@@ -80,10 +81,25 @@ def load(
     with spool.edge_lock(ex.spool, plan.edge.id, wait=lock_wait), using(ex, libs, resolve_conn) as libs:
         signed = [entry.manifest for entry in read(run / "sealed.json", SealRecord).manifests]
         summary = _load(ex, plan, run, meta, lib=libs.get(plan.edge.target), cancel=cancel)
-        write(run / spool.SUMMARY, summary)
-        if not keep_files:
-            spool.finish(run)
-        spool.abandon_older(run.parent, keep=run.name, started=meta.started_epoch)
+        return finish_run(plan, run, meta, summary, signed, started, keep_files=keep_files)
+
+
+def finish_run(
+    plan: Plan,
+    run: Path,
+    meta: RunRecord,
+    summary: LoadSummary,
+    signed: list[dict[str, Any]],
+    started: float,
+    *,
+    keep_files: bool = False,
+) -> dict[str, Any]:
+    """Keep the committed run's summary (only it, unless ``keep_files``), abandon the edge's older
+    unfinished runs, and log the load; returns the summary."""
+    write(run / spool.SUMMARY, summary)
+    if not keep_files:
+        spool.finish(run)
+    spool.abandon_older(run.parent, keep=run.name, started=meta.started_epoch)
     out = summary.as_dict()
     logs.event(
         _log,
@@ -94,7 +110,7 @@ def load(
         edge=plan.edge.id,
         run_id=meta.run_id,
         target=plan.edge.target,
-        **{k: out.get(k) for k in (*_COUNTERS, "duplicates", "archived")},
+        **{k: out.get(k) for k in (*COUNTERS, "duplicates", "archived")},
         quarantined=[q["code"] for q in out.get("quarantined") or []] or None,
         batch_id=[m.get("batch_id") for m in signed] or None,
         root=[m.get("merkle_root") for m in signed] or None,
@@ -120,7 +136,7 @@ def _load(
     trust = trusted_list(ex, lib)
     cols = hash_columns(plan.dataset)
     schema_id = schema_fingerprint(spec.schema)
-    totals = dict.fromkeys((*_COUNTERS, "duplicates"), 0)
+    totals = dict.fromkeys((*COUNTERS, "duplicates"), 0)
     by_part: dict[int, list[Any]] = {}
     for entry in sealed:
         by_part.setdefault(entry.part, []).append(entry)
@@ -145,59 +161,10 @@ def _load(
         for entry in entries:
             check(cancel)  # between batches: each batch's transaction is whole or absent
             manifest, table, leaves = next(prepared)
-            if lib.loaded(manifest.batch_id, edge.id, manifest.hash):
-                totals["duplicates"] += 1
-                continue
-            state = lib.state(edge.id)
-            last = lib.last_manifest(edge.id)
-            try:
-                verify(
-                    manifest,
-                    trust,
-                    expected_prev=state["last_manifest_hash"] if state else "",
-                    leaves=leaves,
-                    rows=table.num_rows,
-                    schema=schema_id,
-                    signer=plan.signer,
-                    edge=edge.id,
-                    target=edge.target,
-                    dataset=plan.dataset,
-                    not_before=from_iso(last["created_at"]) if last and last.get("created_at") else None,
-                )
-                problem = _owner_problem(ex, plan, manifest, table)
-                if problem is not None:
-                    raise problem
-            except ManifestError as exc:
-                _reject_batch(lib, plan, manifest, exc)
-                raise SyncError(
-                    exc.code, exc.message_zh, exc.message_en, f"{edge.id} batch {manifest.batch_id[:12]}"
-                ) from None
-            rows = _with_meta(
-                table,
-                spec.names,
-                leaves,
-                manifest.batch_id,
-                manifest.source if edge.source_kind == "node" else edge.source,
-            )
-            try:
-                result = lib.load_batch(
-                    edge=edge.id,
-                    dataset=plan.dataset,
-                    source=edge.source,
-                    manifest_json=manifest.to_json(),
-                    manifest_hash=manifest.hash,
-                    batch_id=manifest.batch_id,
-                    prev_hash=manifest.prev_hash,
-                    rows=rows,
-                    rejected=rejects.get(entry.batch, []),
-                    cursor=manifest.cursor_to,
-                )
-            except StoreError as exc:
-                raise SyncError(exc.code, exc.message_zh, exc.message_en, exc.where) from None
-            totals["batches"] += 1
-            loaded_ids.append(manifest.batch_id)
-            for k in _COUNTERS[1:]:
-                totals[k] += getattr(result, k)
+            if apply_batch(
+                ex, plan, lib, trust, schema_id, manifest, table, leaves, rejects.get(entry.batch, []), totals
+            ):
+                loaded_ids.append(manifest.batch_id)
         if extracted.parts[p].queued == "resubmit" and entries:
             # Operators' edited rows loaded: their failures are resolved (those rejected again reopened).
             lib.resolve_resubmitted(extracted.parts[p].failures, loaded_ids)
@@ -217,6 +184,17 @@ def _load(
                 lib.resolve_file(edge.id, Path(part.origin).name)
     if not sealed:
         lib.note_success(edge.id, plan.dataset, edge.source)
+    return summary_of(meta, totals, [*extracted.quarantined, *validated.quarantined], left, archived)
+
+
+def summary_of(
+    meta: RunRecord,
+    totals: dict[str, int],
+    quarantined: list[QuarantinedFile],
+    left: list[LeftFile],
+    archived: int,
+) -> LoadSummary:
+    """The run's summary (``load.json``): counts, and masked names of the files it left or quarantined."""
     return LoadSummary(
         edge=meta.edge,
         dataset=meta.dataset,
@@ -228,14 +206,91 @@ def _load(
         full=meta.full,
         **totals,
         # File names may hold an identity number (one file per application): masked, like every output.
-        quarantined=[
-            {"file": mask_text(Path(q.file).name), "code": q.code}
-            for q in (*extracted.quarantined, *validated.quarantined)
-        ],
+        quarantined=[{"file": mask_text(Path(q.file).name), "code": q.code} for q in quarantined],
         left=[{"file": mask_text(Path(f.file).name), "why": f.why} for f in left],
         archived=archived,
         finished_at=now().isoformat(),
     )
+
+
+def apply_batch(
+    ex: Exchange,
+    plan: Plan,
+    lib: Library,
+    trust: TrustList,
+    schema_id: str,
+    manifest: Manifest,
+    table: pa.Table,
+    leaves: np.ndarray,
+    rejected: list[FailedRow],
+    totals: dict[str, int],
+    prepared: pa.Table | None = None,
+) -> bool:
+    """Verify one sealed batch (key, signature, binding, chain, root, owners) and apply it in one
+    transaction with its failed rows and its cursor; counts go into ``totals``. A batch that fails
+    verification is kept as a failed transfer and stops the run (SyncError). ``prepared``: the rows
+    with their meta columns, built beforehand by :func:`rows_with_meta` from this very ``table``,
+    ``leaves`` and ``manifest`` (an overlapped run builds them on its checker thread). Returns whether
+    the batch was loaded (False: it had been already)."""
+    edge = plan.edge
+    if lib.loaded(manifest.batch_id, edge.id, manifest.hash):
+        totals["duplicates"] += 1
+        return False
+    state = lib.state(edge.id)
+    last = lib.last_manifest(edge.id)
+    try:
+        verify(
+            manifest,
+            trust,
+            expected_prev=state["last_manifest_hash"] if state else "",
+            leaves=leaves,
+            rows=table.num_rows,
+            schema=schema_id,
+            signer=plan.signer,
+            edge=edge.id,
+            target=edge.target,
+            dataset=plan.dataset,
+            not_before=from_iso(last["created_at"]) if last and last.get("created_at") else None,
+        )
+        problem = _owner_problem(ex, plan, manifest, table)
+        if problem is not None:
+            raise problem
+    except ManifestError as exc:
+        _reject_batch(lib, plan, manifest, exc)
+        raise SyncError(
+            exc.code, exc.message_zh, exc.message_en, f"{edge.id} batch {manifest.batch_id[:12]}"
+        ) from None
+    rows = (
+        prepared
+        if prepared is not None
+        else rows_with_meta(plan, table, leaves, manifest.batch_id, manifest.source)
+    )
+    try:
+        result = lib.load_batch(
+            edge=edge.id,
+            dataset=plan.dataset,
+            source=edge.source,
+            manifest_json=manifest.to_json(),
+            manifest_hash=manifest.hash,
+            batch_id=manifest.batch_id,
+            prev_hash=manifest.prev_hash,
+            rows=rows,
+            rejected=rejected,
+            cursor=manifest.cursor_to,
+        )
+    except StoreError as exc:
+        raise SyncError(exc.code, exc.message_zh, exc.message_en, exc.where) from None
+    totals["batches"] += 1
+    for k in COUNTERS[1:]:
+        totals[k] += getattr(result, k)
+    return True
+
+
+def rows_with_meta(plan: Plan, table: pa.Table, leaves: np.ndarray, batch_id: str, signer: str) -> pa.Table:
+    """The batch's rows as the records table holds them: fields, owner, leaf hash, batch, position,
+    source (a child library's batches keep their signer) and flags."""
+    source = signer if plan.edge.source_kind == "node" else plan.edge.source
+    return _with_meta(table, schemas.get(plan.dataset).names, leaves, batch_id, source)
 
 
 def trusted_list(ex: Exchange, lib: Library) -> TrustList:

@@ -13,6 +13,7 @@ from tongban.core.engine.extraction import extract
 from tongban.core.engine.interrupt import CancelToken, Interrupted
 from tongban.core.engine.libraries import Libraries, using
 from tongban.core.engine.loading import load
+from tongban.core.engine.pipeline import overlapped, sync_overlapped
 from tongban.core.engine.sealing import seal
 from tongban.core.engine.validation import validate
 from tongban.core.store import Library
@@ -87,6 +88,8 @@ def sync_edge(
     with spool.edge_lock(ex.spool, edge.id, wait=lock_wait), using(ex, libs, resolve_conn) as libs:
         run_uri = None
         try:
+            if overlapped(ex, edge_id, libs):  # its run folder is removed by itself if it stops
+                return sync_overlapped(ex, edge_id, full=full, libs=libs, on_rows=on_rows, cancel=cancel)[1]
             run_uri = extract(ex, edge_id, full=full, libs=libs, on_rows=on_rows, cancel=cancel)
             validate(ex, run_uri, cancel=cancel, libs=libs)
             seal(ex, run_uri, cancel=cancel, libs=libs)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pyarrow as pa
 
 import schemas
@@ -16,14 +17,14 @@ from tongban.core.engine.arrowio import read_batches
 from tongban.core.engine.base import STEP_LOCK_WAIT, ResolveConn, check, path_of, uri
 from tongban.core.engine.interrupt import CancelToken
 from tongban.core.engine.libraries import Libraries, using
-from tongban.core.engine.plan import plan_for
+from tongban.core.engine.plan import Plan, plan_for
 from tongban.core.engine.records import RunRecord, SealedBatch, SealRecord, ValidateRecord, read, write
 from tongban.core.trust import KeyStore
 from tongban.core.trust.manifest import schema_fingerprint
 from tongban.core.trust.manifest import seal as seal_manifest
 from tongban.core.trust.merkle import merkle_root, row_hashes
 
-__all__ = ["hash_columns", "seal"]
+__all__ = ["Sealer", "hash_columns", "seal"]
 
 _log = logs.get("tongban.engine")
 
@@ -31,6 +32,44 @@ _log = logs.get("tongban.engine")
 def hash_columns(dataset: str) -> list[str]:
     """The columns a row's leaf hash covers: every field of the dataset, then its owner."""
     return [*schemas.get(dataset).names, "_owner"]
+
+
+class Sealer:
+    """Signs the batches of one run in order, each manifest chained to the one before it."""
+
+    def __init__(self, ex: Exchange, plan: Plan, meta: RunRecord, libs: Libraries) -> None:
+        self.plan = plan
+        self.key_id, self._private = KeyStore(ex.keys_dir).signer(plan.signer)
+        state = libs.get(plan.edge.target).state(plan.edge.id)
+        self.prev = state["last_manifest_hash"] if state else ""
+        self.cursor_from = meta.cursor_from
+        self.cols = hash_columns(plan.dataset)
+        self.schema_id = schema_fingerprint(schemas.get(plan.dataset).schema)
+
+    def seal(
+        self, p: int, j: int, batch: pa.RecordBatch, cursor_to: dict | None, rejected: int
+    ) -> tuple[SealedBatch, np.ndarray]:
+        """Sign batch ``j`` of part ``p``; returns its entry and its rows' leaf hashes."""
+        plan = self.plan
+        leaves = row_hashes(pa.Table.from_batches([batch]), self.cols)
+        manifest = seal_manifest(
+            dataset=plan.dataset,
+            edge=plan.edge.id,
+            source=plan.signer,
+            target=plan.edge.target,
+            cursor_from=self.cursor_from,
+            cursor_to=cursor_to,
+            rows=batch.num_rows,
+            rejected=rejected,
+            merkle_root=merkle_root(leaves).hex(),
+            prev_hash=self.prev,
+            schema=self.schema_id,
+            key_id=self.key_id,
+            private_key=self._private,
+        )
+        self.prev = manifest.hash
+        self.cursor_from = cursor_to if cursor_to is not None else self.cursor_from
+        return SealedBatch(p, j, json.loads(manifest.to_json())), leaves
 
 
 def seal(
@@ -49,38 +88,16 @@ def seal(
     started = time.monotonic()
     with spool.edge_lock(ex.spool, plan.edge.id, wait=lock_wait), using(ex, libs, resolve_conn) as libs:
         validated = read(run / "validate.json", ValidateRecord)
-        key_id, private = KeyStore(ex.keys_dir).signer(plan.signer)
-        state = libs.get(plan.edge.target).state(plan.edge.id)
-        prev = state["last_manifest_hash"] if state else ""
-        cursor_from = meta.cursor_from
+        sealer = Sealer(ex, plan, meta, libs)
         cols = hash_columns(plan.dataset)
-        schema_id = schema_fingerprint(schemas.get(plan.dataset).schema)
         sealed: list[SealedBatch] = []
         for p, part in enumerate(validated.parts):
             if part.file is None:
                 continue
             for j, batch in enumerate(read_batches(run / part.file, require=[*cols, "_flags"])):
                 check(cancel)
-                leaves = row_hashes(pa.Table.from_batches([batch]), cols)
-                cursor_to = part.batches[j].cursor
-                manifest = seal_manifest(
-                    dataset=plan.dataset,
-                    edge=plan.edge.id,
-                    source=plan.signer,
-                    target=plan.edge.target,
-                    cursor_from=cursor_from,
-                    cursor_to=cursor_to,
-                    rows=batch.num_rows,
-                    rejected=part.batches[j].rejected,
-                    merkle_root=merkle_root(leaves).hex(),
-                    prev_hash=prev,
-                    schema=schema_id,
-                    key_id=key_id,
-                    private_key=private,
-                )
-                sealed.append(SealedBatch(p, j, json.loads(manifest.to_json())))
-                prev = manifest.hash
-                cursor_from = cursor_to if cursor_to is not None else cursor_from
+                entry, _ = sealer.seal(p, j, batch, part.batches[j].cursor, part.batches[j].rejected)
+                sealed.append(entry)
         write(run / "sealed.json", SealRecord(sealed))
     logs.event(
         _log,

@@ -53,6 +53,17 @@ def _migrate_2(conn: sa.Connection) -> None:
     conn.execute(seq_table.insert().values(id=1, seq=len(numbered)))
 
 
+def _migrate_4(conn: sa.Connection) -> None:
+    """Version 4: records tables keep only the indexes something reads by: the primary key and the
+    load sequence number alone (a load appends to its end; ``(_seq, key)`` cost as much to maintain
+    as a second primary key). The ``_owner`` index only cost load time: owners are filtered while
+    reading by ``_seq``, never looked up alone."""
+    for name in schemas.DATASETS:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS ix_{name}_owner")
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS ix_{name}_seq")
+        conn.exec_driver_sql(f'CREATE INDEX ix_{name}_seq ON "{name}" ("{SEQ}")')
+
+
 def _migrate_5(conn: sa.Connection) -> None:
     """Version 5 (operator review): failed transfers carry a version (optimistic concurrency), the
     queued action, and when and by whom they were closed; indexes for paging and self-resolving."""
@@ -104,7 +115,7 @@ def _migrate_6(conn: sa.Connection) -> None:
 
 # Ordered migrations from one version to the next; a new library is created whole at the latest.
 # Each step touches only what its own version added, so steps apply in order whatever else changed.
-_MIGRATIONS: dict[int, Any] = {2: _migrate_2, 5: _migrate_5, 6: _migrate_6}
+_MIGRATIONS: dict[int, Any] = {2: _migrate_2, 4: _migrate_4, 5: _migrate_5, 6: _migrate_6}
 
 
 def migrate(engine: sa.Engine) -> int:
