@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 import schemas
 from tongban.core.store import SCHEMA_VERSION, FailedRow, Library, LoadResult, StoreError, Vault, migrate
+from tongban.core.store.vault import INDEXED, index_column
 from tongban.core.trust.merkle import row_hashes
 
 PROVINCE, A, B, C = "630000", "630102", "630103", "620102"
@@ -209,7 +210,8 @@ def test_version_1_library_migrates_to_load_sequence_numbers(lib: Library) -> No
 
 
 def test_version_2_library_drops_the_owner_index(lib: Library) -> None:
-    """Step 4: the records tables keep only the primary key and ``_seq`` alone; the rest stays."""
+    """Step 4: the records tables keep only the primary key, ``_seq`` alone and the keyed-hash index of a
+    looked-up sealed field (step 6); the rest stays."""
     edge = Edge(lib)
     edge.load([resident(1), resident(2)])
     with lib.engine.begin() as c:
@@ -219,7 +221,9 @@ def test_version_2_library_drops_the_owner_index(lib: Library) -> None:
     assert lib.migrate() == SCHEMA_VERSION >= 4
     for name in schemas.DATASETS:
         indexes = {ix["name"]: ix["column_names"] for ix in sa.inspect(lib.engine).get_indexes(name)}
-        assert indexes == {f"ix_{name}_seq": ["_seq"]}, (name, indexes)
+        # ... and the keyed hash of each sealed field verification looks up (encryption at rest).
+        looked_up = {f"ix_{name}{index_column(f)}": [index_column(f)] for f in INDEXED.get(name, ())}
+        assert indexes == {f"ix_{name}_seq": ["_seq"], **looked_up}, (name, indexes)
     assert lib.count("population") == 2
     edge.load([resident(3)])
     assert lib.record("population", key(3))["_seq"] == 2
