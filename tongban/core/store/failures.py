@@ -394,6 +394,8 @@ class Failures:
         """Edges with failures queued for their next run."""
         t = self.tables["failed_transfers"]
         with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("failed_transfers"):
+                return []  # a library not created yet (a node added before `tongban init`): nothing queued
             return list(
                 conn.execute(
                     sa.select(t.c.edge).where(t.c.state == "queued", t.c.target == self.node).distinct()
