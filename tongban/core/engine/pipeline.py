@@ -38,8 +38,8 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 import schemas
-from schemas.errors import TongbanError
 from connectors.sql import Cursor
+from schemas.errors import TongbanError
 from tongban.core import logs
 from tongban.core.config import Exchange
 from tongban.core.engine import spool
