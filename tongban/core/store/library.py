@@ -417,6 +417,9 @@ class Library(Merge):
                     key_id=manifest_key_id(manifest_json),
                 )
             )
+            conn.execute(
+                self.tables["batch_leaves"].insert().values(batch_id=batch_id, leaves=_leaf_bytes(rows))
+            )
             st = self.tables["sync_state"]
             failed_now = result.rejected + result.conflicts
             values: dict[str, Any] = {
@@ -479,6 +482,18 @@ class Library(Merge):
             stmt = sa.select(t.c.digest).where(t.c.edge == edge, t.c.state == "open", t.c.digest.in_(chunk))
             known.update(d for (d,) in conn.execute(stmt))
         return [r for r, d in zip(rows, digests, strict=True) if d not in known]
+
+
+def _leaf_bytes(rows: pa.Table) -> bytes:
+    """The batch's leaf hashes in leaf order, 32 bytes each (a record's Merkle path is built from them)."""
+    if not rows.num_rows or "_hash" not in rows.column_names:
+        return b""
+    hexes = rows.column("_hash").to_pylist()
+    if "_leaf" in rows.column_names:
+        order = rows.column("_leaf").to_pylist()
+        if order != list(range(len(hexes))):
+            hexes = [h for _, h in sorted(zip(order, hexes, strict=True))]
+    return bytes.fromhex("".join(hexes))
 
 
 def _private_database(path: Path) -> None:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 import schemas
 from connectors.sql import mask_url
-from tongban.core.store.tables import METADATA, SCHEMA_VERSION, SEQ, TABLES, StoreError
+from tongban.core.store.tables import LOOKUP_INDEXES, METADATA, SCHEMA_VERSION, SEQ, TABLES, StoreError
 
 __all__ = ["migrate"]
 
@@ -52,9 +52,17 @@ def _migrate_2(conn: sa.Connection) -> None:
     conn.execute(seq_table.insert().values(id=1, seq=len(numbered)))
 
 
+def _migrate_3(conn: sa.Connection) -> None:
+    """Version 3 (verification): the indexes licenses are looked up by (number, holder). The new tables
+    (batch leaves, offices, audit checkpoints) are created by ``create_all``."""
+    for dataset, indexes in LOOKUP_INDEXES.items():
+        for name, column in indexes.items():
+            conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS {name} ON "{dataset}" ("{column}")')
+
+
 # Ordered migrations from one version to the next; a new library is created whole at the latest.
 # Each step touches only what its own version added, so steps apply in order whatever else changed.
-_MIGRATIONS: dict[int, Any] = {2: _migrate_2}
+_MIGRATIONS: dict[int, Any] = {2: _migrate_2, 3: _migrate_3}
 
 
 def migrate(engine: sa.Engine) -> int:
