@@ -29,7 +29,18 @@ from tongban import __version__
 __all__ = ["build_parser", "main", "run"]
 
 #: The command groups (modules of this package), in the order ``tongban --help`` lists them.
-COMMANDS = ("init", "sync", "status", "failed", "keys", "errors", "validate", "demo")
+COMMANDS = (
+    "init",
+    "sync",
+    "status",
+    "failed",
+    "keys",
+    "offices",
+    "verify_offline",
+    "errors",
+    "validate",
+    "demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
