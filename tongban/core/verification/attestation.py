@@ -27,7 +27,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tongban.core.trust import TrustError, TrustList, from_b64url, iso
+from tongban.core.trust import TrustError, TrustList, from_b64url, from_iso, iso
 from tongban.core.verification.errors import VerifyError
 
 __all__ = ["MAX_LENGTH", "check", "issue", "peek"]
@@ -124,7 +124,12 @@ def check(
     """
     header, claims = peek(token)
     moment = now or _dt.datetime.now(_dt.UTC)
-    issued = _dt.datetime.fromtimestamp(claims["iat"], _dt.UTC)
+    try:  # the exact moment of the check (iat is whole seconds: it may precede a new key's valid_from)
+        issued = from_iso(claims["checked_at"])
+    except (TypeError, ValueError):
+        raise _malformed("checked_at 不是带时区的时间", "checked_at is not a time with an offset") from None
+    if abs(issued.timestamp() - claims["iat"]) > 2:
+        raise _malformed("checked_at 与 iat 不符", "checked_at and iat disagree")
     try:
         public = trust.lookup(claims["iss"], header["kid"], issued, now=moment)
     except TrustError as exc:
