@@ -35,6 +35,7 @@ COMMANDS = (
     "status",
     "failed",
     "keys",
+    "serve",
     "offices",
     "verify_offline",
     "errors",

@@ -208,6 +208,26 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("last_attempt", Stamp()),
         sa.Column("last_error", sa.Text),
     )
+    # One hash-chained log of every verification request and operator action (tongban.core.audit);
+    # a new table, so create_all adds it to an older library without a migration step.
+    tables["audit_log"] = sa.Table(
+        "audit_log",
+        metadata,
+        sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("at", sa.String(32), nullable=False),
+        sa.Column("actor", sa.String(120), nullable=False),
+        sa.Column("action", sa.String(64), nullable=False),
+        sa.Column("subject", sa.String(200)),
+        sa.Column("purpose", sa.String(64)),
+        sa.Column("dataset", sa.String(32)),
+        sa.Column("claim_digest", sa.String(64)),
+        sa.Column("result", sa.String(32)),
+        sa.Column("reason", sa.Text),
+        sa.Column("detail", sa.Text, nullable=False),
+        sa.Column("prev_hash", sa.String(64), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+        sa.Index("ix_audit_action", "action", "seq"),
+    )
     # Every leaf hash of every loaded batch (32 bytes each, in batch order): a record's Merkle path.
     tables["batch_leaves"] = sa.Table(
         "batch_leaves",
