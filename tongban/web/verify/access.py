@@ -1,0 +1,214 @@
+"""Offices as principals: a bearer token or the login page with the same token, the session re-checked
+on every request (a revoked office is refused at once), per-office rate limits, the verifier and
+metrics of this app, and the audit of every ``/v1`` request (refusals included)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from schemas.errors import TongbanError
+from tongban.core.trust import KeyStore
+from tongban.core.verification import offices
+from tongban.core.verification.errors import VerifyError
+from tongban.core.verification.ratelimit import RateLimiter
+from tongban.core.verification.scope import Scope
+from tongban.core.verification.service import Verifier
+from tongban.web import auth
+from tongban.web.auth import Principal
+from tongban.web.deps import current_principal, get_settings
+from tongban.web.errors import ApiError
+from tongban.web.settings import WebSettings
+
+__all__ = ["Metrics", "OfficeCaller", "api_error", "office_caller", "setup", "verifier"]
+
+
+class Metrics:
+    """The app's Prometheus metrics (one registry per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "tongban_requests",
+            "HTTP requests by route and status",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "tongban_request_seconds",
+            "Request latency by route",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.results = Counter(
+            "tongban_verifications",
+            "Verification results by kind and result",
+            ["kind", "result"],
+            registry=self.registry,
+        )
+        self.refusals = Counter(
+            "tongban_refusals", "Refused requests by error code", ["code"], registry=self.registry
+        )
+
+
+def api_error(exc: TongbanError) -> ApiError:
+    """A core refusal as the API's answer, with its HTTP status."""
+    status = exc.status if isinstance(exc, VerifyError) else 400
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return ApiError(
+        exc.code, status, exc.where or None, zh=exc.message_zh, en=exc.message_en, headers=headers
+    )
+
+
+def _principal(office: offices.Office) -> Principal:
+    scopes = {"verify", *(f"dataset:{d}" for d in office.scope.datasets)}
+    if office.scope.search:
+        scopes.add("search")
+    return Principal(
+        "office",
+        office.code,
+        office.name,
+        frozenset(scopes),
+        {**office.scope.to_dict(), "rate_limit": office.rate_limit},
+    )
+
+
+def _bearer(settings: WebSettings, token: str) -> Principal | None:
+    if not token.startswith("tbo_"):
+        return None
+    try:
+        return _principal(offices.authenticate(settings.library, token))
+    except VerifyError as exc:
+        raise api_error(exc) from None
+
+
+def _login(settings: WebSettings, username: str, secret: str) -> Principal | None:
+    try:
+        office = offices.authenticate(settings.library, secret.strip())
+    except VerifyError:
+        return None
+    if username.strip() and username.strip() != office.code:
+        return None
+    return _principal(office)
+
+
+def _still_valid(settings: WebSettings, principal: Principal) -> bool:
+    try:
+        office = offices.get(settings.library, principal.id)
+    except VerifyError:
+        return False
+    return office.revoked_at is None
+
+
+def verifier(request: Request) -> Verifier:
+    return request.app.state.verifier  # type: ignore[no-any-return]
+
+
+class OfficeCaller:
+    """An authenticated, unrevoked, within-rate office and its scope."""
+
+    def __init__(self, principal: Principal, scope: Scope) -> None:
+        self.principal = principal
+        self.scope = scope
+
+    @property
+    def actor(self) -> str:
+        return self.principal.actor
+
+
+def office_caller(
+    request: Request,
+    principal: Annotated[Principal, Depends(current_principal)],
+    settings: Annotated[WebSettings, Depends(get_settings)],
+) -> OfficeCaller:
+    """The calling office (SCOPE_DENIED for another kind of caller; RATE_LIMITED over its limit)."""
+    if principal.kind != "office":
+        raise ApiError("SCOPE_DENIED", 403, "office")
+    try:
+        scope = Scope.from_dict(principal.attrs)
+    except VerifyError:
+        raise ApiError("AUTH_INVALID", 401, "Authorization") from None
+    rate = int(principal.attrs.get("rate_limit") or 60)
+    limiter: RateLimiter = request.app.state.rate_limiter
+    if not limiter.allow(principal.id, rate):
+        wait = limiter.retry_after(principal.id, rate)
+        raise ApiError(
+            "RATE_LIMITED",
+            429,
+            principal.id,
+            zh=f"请求过于频繁：本窗口每分钟最多 {rate} 次，请 {wait} 秒后再试",
+            en=f"too many requests: this office may make {rate} per minute; retry in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+    return OfficeCaller(principal, scope)
+
+
+def _route_of(request: Request) -> str:
+    route = request.scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
+
+
+def setup(app: FastAPI, settings: WebSettings) -> None:
+    auth.register_bearer(_bearer)
+    auth.register_login("office", _login, ("办事窗口（访问令牌）", "Service window (access token)"))
+    auth.register_session_check("office", _still_valid)
+    app.state.verifier = Verifier(
+        settings.library,
+        settings.node,
+        KeyStore(settings.exchange.keys_dir),
+        libraries=settings.libraries.get,
+    )
+    app.state.rate_limiter = RateLimiter()
+    metrics = app.state.metrics = Metrics()
+
+    @app.middleware("http")
+    async def _observe(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        route = _route_of(request)
+        metrics.requests.labels(route, str(response.status_code)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - started)
+        if response.status_code >= 400 and request.url.path.startswith("/v1/"):
+            code = await _error_code(response)
+            response = _rebuilt(response)
+            metrics.refusals.labels(code).inc()
+            if not getattr(request.state, "audited", False):
+                _audit_refusal(settings, request, route, response.status_code, code)
+        return response
+
+
+async def _error_code(response: Response) -> str:
+    """The code of an error answer (its body is small JSON), kept for the response to send."""
+    chunks = [chunk async for chunk in response.body_iterator]  # type: ignore[attr-defined]
+    body = b"".join(c if isinstance(c, bytes) else c.encode() for c in chunks)
+    response._tongban_body = body  # type: ignore[attr-defined]
+    try:
+        code = json.loads(body).get("code")
+    except (ValueError, AttributeError):
+        code = None
+    return str(code) if isinstance(code, str) else f"HTTP_{response.status_code}"
+
+
+def _rebuilt(response: Response) -> Response:
+    body = getattr(response, "_tongban_body", b"")
+    return Response(body, status_code=response.status_code, headers=dict(response.headers))
+
+
+def _audit_refusal(settings: WebSettings, request: Request, route: str, status: int, code: str) -> None:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    actor = principal.actor if principal else "anonymous"
+    with contextlib.suppress(TongbanError):  # the refusal is still answered (and counted) if the log is busy
+        settings.audit.append(
+            actor[:120],
+            f"{request.method} {route}"[:64],
+            dataset=str(request.path_params.get("dataset") or "")[:32] or None,
+            result=f"refused {status}",
+            reason=code[:200],
+        )
