@@ -38,6 +38,7 @@ COMMANDS = (
     "serve",
     "offices",
     "verify_offline",
+    "audit",
     "errors",
     "validate",
     "demo",

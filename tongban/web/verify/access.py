@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from schemas.errors import TongbanError
+from tongban.core.audit import write_checkpoint
 from tongban.core.trust import KeyStore
 from tongban.core.verification import offices
 from tongban.core.verification.errors import VerifyError
@@ -26,7 +27,10 @@ from tongban.web.deps import current_principal, get_settings
 from tongban.web.errors import ApiError
 from tongban.web.settings import WebSettings
 
-__all__ = ["Metrics", "OfficeCaller", "api_error", "office_caller", "setup", "verifier"]
+#: Seconds between signed checkpoints of the audit log (``settings.extra["checkpoint_seconds"]``).
+CHECKPOINT_SECONDS = 60.0
+
+__all__ = ["CHECKPOINT_SECONDS", "Metrics", "OfficeCaller", "api_error", "office_caller", "setup", "verifier"]
 
 
 class Metrics:
@@ -167,6 +171,17 @@ def setup(app: FastAPI, settings: WebSettings) -> None:
     )
     app.state.rate_limiter = RateLimiter()
     metrics = app.state.metrics = Metrics()
+    every = float(settings.extra.get("checkpoint_seconds", CHECKPOINT_SECONDS))  # type: ignore[arg-type]
+    last_checkpoint = [time.monotonic()]
+
+    def checkpoint() -> None:
+        """Sign the audit log's head now and then (each worker; a head signed already is skipped)."""
+        now = time.monotonic()
+        if now - last_checkpoint[0] < every:
+            return
+        last_checkpoint[0] = now
+        with contextlib.suppress(TongbanError):
+            write_checkpoint(settings.audit, app.state.verifier.keystore, settings.node)
 
     @app.middleware("http")
     async def _observe(request: Request, call_next: Any) -> Response:
@@ -181,6 +196,8 @@ def setup(app: FastAPI, settings: WebSettings) -> None:
             metrics.refusals.labels(code).inc()
             if not getattr(request.state, "audited", False):
                 _audit_refusal(settings, request, route, response.status_code, code)
+        if request.url.path.startswith(("/v1/", "/verify")):
+            checkpoint()
         return response
 
 
