@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-import proofcheck
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from verifyworld import build_world, rows
 
+from tests import proofcheck
+from tests.verifyworld import build_world, rows
 from tongban.core import engine
 from tongban.core.config import Exchange
 from tongban.core.trust import KeyStore, TrustList, revoke, rotate

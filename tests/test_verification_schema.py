@@ -10,8 +10,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
-from verifyworld import build_world
 
+from tests.verifyworld import build_world
 from tests.webutil import live_server
 from tongban.core.verification import offices
 from tongban.core.verification.scope import Scope

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import proofcheck
 import pytest
 import sqlalchemy as sa
-from verifyworld import build_world, rows
 
+from tests import proofcheck
+from tests.verifyworld import build_world, rows
 from tests.webutil import live_server
 from tongban.cli import main
 from tongban.core.verification import offices

@@ -133,7 +133,6 @@ class Verifier:
         }
         if dataset in PUBLISHED:  # license ids and USCCs are not personal
             prov["key"] = key
-            prov["proof"] = f"/v1/records/{dataset}/{key}/proof"
         return prov
 
     def claim(self, kind: str, presented: dict[str, Any]) -> Claim:
