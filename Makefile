@@ -3,9 +3,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: setup demo test lint bench clean airflow airflow-stop
+.PHONY: setup demo test lint bench clean airflow airflow-stop chromium
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed chromium
+
+# The browser tests drive the distribution's Chromium (/usr/bin/chromium, never a downloaded browser);
+# installed from the distribution's packages when missing (needs root; otherwise those tests skip).
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium; } \
+		|| echo "chromium not installed: the browser tests will be skipped"
 
 # Everything is pinned: constraints.txt holds the exact version of every package (Airflow's tree included).
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -40,6 +46,7 @@ bench: setup
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/sync.py
 	$(BIN)/python bench/national.py
+	$(BIN)/python bench/verify.py
 
 clean:
 	rm -rf $(VENV) demo demo-airflow .pytest_cache .ruff_cache .hypothesis

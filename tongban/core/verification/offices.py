@@ -19,8 +19,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tongban.core.store import Library
+from tongban.core.store import TABLES, Library
 from tongban.core.verification.errors import VerifyError
+from tongban.core.verification.records import reader
 from tongban.core.verification.scope import Scope
 
 __all__ = ["CODE_RE", "Office", "add", "authenticate", "get", "list_offices", "revoke", "rotate"]
@@ -28,6 +29,7 @@ __all__ = ["CODE_RE", "Office", "add", "authenticate", "get", "list_offices", "r
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 _TOKEN_RE = re.compile(r"^tbo_([A-Za-z0-9][A-Za-z0-9-]{0,63})_([A-Za-z0-9_-]{43})$")
 MAX_RATE = 1_000_000
+_BY_CODE = sa.select(TABLES["offices"]).where(TABLES["offices"].c.code == sa.bindparam("code"))
 
 
 @dataclass(frozen=True)
@@ -124,9 +126,8 @@ def add(library: Library, code: str, name: str, scope: Scope, rate_limit: int = 
 
 def get(library: Library, code: str) -> Office:
     """The office ``code``; OFFICE_UNKNOWN otherwise."""
-    t = library.tables["offices"]
-    with library.connect() as conn:
-        row = conn.execute(sa.select(t).where(t.c.code == code)).mappings().first()
+    with reader(library).connect() as conn:
+        row = conn.execute(_BY_CODE, {"code": code}).mappings().first()
     if row is None:
         raise VerifyError("OFFICE_UNKNOWN", f"没有窗口 {code}", f"no office {code}", code)
     return _office(row)
@@ -176,9 +177,8 @@ def authenticate(library: Library, token: str) -> Office:
     match = _TOKEN_RE.match(token or "") if isinstance(token, str) and len(token) < 200 else None
     if match is None:
         raise invalid
-    t = library.tables["offices"]
-    with library.connect() as conn:
-        row = conn.execute(sa.select(t).where(t.c.code == match.group(1))).mappings().first()
+    with reader(library).connect() as conn:
+        row = conn.execute(_BY_CODE, {"code": match.group(1)}).mappings().first()
     if row is None or not hmac.compare_digest(row["token_hash"], _hash(token)):
         raise invalid
     if row["revoked_at"] is not None:

@@ -1,8 +1,14 @@
 """The one place verification reads records: swap :func:`find`'s body for the encrypted store's keyed
-lookup (``tongban.core.store.lookup.find``) and nothing else changes."""
+lookup (``tongban.core.store.lookup.find``) and nothing else changes.
+
+Reads go through :func:`reader`: on SQLite an engine of its own whose connections never take the write
+lock (the library's engine begins every transaction ``IMMEDIATE`` for its loads), so verifications read
+alongside a running sync and the audit log's writes.
+"""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,24 +16,63 @@ import sqlalchemy as sa
 import schemas
 from tongban.core.store import Library, StoreError
 
-__all__ = ["MAX_MATCHES", "find", "find_version"]
+__all__ = ["MAX_MATCHES", "find", "find_version", "reader"]
 
 #: At most this many records are read for one presented value (a license number shared by issuers).
 MAX_MATCHES = 50
+
+
+def _read_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA query_only=1")
+    cur.close()
+
+
+def reader(library: Library) -> sa.Engine:
+    """An engine for reading ``library`` (its own engine on anything but SQLite)."""
+    engine: sa.Engine | None = getattr(library, "_verification_reader", None)
+    if engine is None:
+        if library.dialect != "sqlite":
+            engine = library.engine
+        else:
+            engine = sa.create_engine(library.url, pool_size=8, max_overflow=32)
+            sa.event.listen(engine, "connect", _read_pragmas)
+        library._verification_reader = engine  # type: ignore[attr-defined]
+    return engine
+
+
+@functools.cache
+def _by_field(dataset: str, field: str) -> sa.Select[Any]:
+    table = schemas.get(dataset)
+    from tongban.core.store.tables import TABLES
+
+    t = TABLES[dataset]
+    return (
+        sa.select(t).where(t.c[field] == sa.bindparam("v")).order_by(t.c[table.key]).limit(sa.bindparam("n"))
+    )
+
+
+def _rows(library: Library, stmt: sa.Select[Any], **params: Any) -> list[dict[str, Any]]:
+    try:
+        with reader(library).connect() as conn:
+            return [dict(r) for r in conn.execute(stmt, params).mappings()]
+    except sa.exc.OperationalError as exc:
+        raise library._unreachable(exc) from None
+    except sa.exc.SQLAlchemyError as exc:  # a library without the table (another version)
+        raise StoreError(
+            "LIBRARY_UNREACHABLE",
+            f"无法读取库：{type(exc).__name__}",
+            f"cannot read the library: {type(exc).__name__}",
+            library.node,
+        ) from None
 
 
 def find(
     library: Library, dataset: str, field: str, value: str, *, limit: int = MAX_MATCHES
 ) -> list[dict[str, Any]]:
     """Records of ``dataset`` whose ``field`` equals ``value`` (at most ``limit``), key order."""
-    table = library.tables[dataset]
-    key = schemas.get(dataset).key
-    stmt = sa.select(table).where(table.c[field] == value).order_by(table.c[key]).limit(limit)
-    try:
-        with library.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(stmt).mappings()]
-    except sa.exc.OperationalError as exc:
-        raise library._unreachable(exc) from None
+    return _rows(library, _by_field(dataset, field), v=value, n=limit)
 
 
 def find_version(library: Library, dataset: str, key: str, leaf: str) -> dict[str, Any] | None:
@@ -36,15 +81,7 @@ def find_version(library: Library, dataset: str, key: str, leaf: str) -> dict[st
     for name in (dataset, f"{dataset}_history"):
         table = library.tables[name]
         stmt = sa.select(table).where(table.c[spec.key] == key, table.c._hash == leaf).limit(1)
-        try:
-            with library.engine.connect() as conn:
-                row = conn.execute(stmt).mappings().first()
-        except sa.exc.OperationalError as exc:
-            raise library._unreachable(exc) from None
-        except sa.exc.SQLAlchemyError as exc:  # a library without the table (another version)
-            raise StoreError(
-                "LIBRARY_UNREACHABLE", f"无法读取库：{exc}", f"cannot read the library: {exc}", library.node
-            ) from None
-        if row is not None:
-            return dict(row)
+        found = _rows(library, stmt)
+        if found:
+            return found[0]
     return None

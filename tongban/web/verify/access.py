@@ -10,11 +10,13 @@ import time
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from schemas.errors import TongbanError
 from tongban.core.audit import write_checkpoint
+from tongban.core.audit.writer import AuditWriter
 from tongban.core.trust import KeyStore
 from tongban.core.verification import offices
 from tongban.core.verification.errors import VerifyError
@@ -30,7 +32,16 @@ from tongban.web.settings import WebSettings
 #: Seconds between signed checkpoints of the audit log (``settings.extra["checkpoint_seconds"]``).
 CHECKPOINT_SECONDS = 60.0
 
-__all__ = ["CHECKPOINT_SECONDS", "Metrics", "OfficeCaller", "api_error", "office_caller", "setup", "verifier"]
+__all__ = [
+    "CHECKPOINT_SECONDS",
+    "Metrics",
+    "OfficeCaller",
+    "api_error",
+    "audit",
+    "office_caller",
+    "setup",
+    "verifier",
+]
 
 
 class Metrics:
@@ -111,6 +122,11 @@ def _still_valid(settings: WebSettings, principal: Principal) -> bool:
     return office.revoked_at is None
 
 
+def audit(request: Request) -> AuditWriter:
+    """The app's audit writer (group commit onto the node's audit log)."""
+    return request.app.state.audit  # type: ignore[no-any-return]
+
+
 def verifier(request: Request) -> Verifier:
     return request.app.state.verifier  # type: ignore[no-any-return]
 
@@ -170,6 +186,7 @@ def setup(app: FastAPI, settings: WebSettings) -> None:
         libraries=settings.libraries.get,
     )
     app.state.rate_limiter = RateLimiter()
+    app.state.audit = AuditWriter(settings.audit)
     metrics = app.state.metrics = Metrics()
     every = float(settings.extra.get("checkpoint_seconds", CHECKPOINT_SECONDS))  # type: ignore[arg-type]
     last_checkpoint = [time.monotonic()]
@@ -195,9 +212,12 @@ def setup(app: FastAPI, settings: WebSettings) -> None:
             response = _rebuilt(response)
             metrics.refusals.labels(code).inc()
             if not getattr(request.state, "audited", False):
-                _audit_refusal(settings, request, route, response.status_code, code)
-        if request.url.path.startswith(("/v1/", "/verify")):
-            checkpoint()
+                await run_in_threadpool(_audit_refusal, request, route, response.status_code, code)
+        if (
+            request.url.path.startswith(("/v1/", "/verify"))
+            and time.monotonic() - last_checkpoint[0] >= every
+        ):
+            await run_in_threadpool(checkpoint)
         return response
 
 
@@ -218,11 +238,11 @@ def _rebuilt(response: Response) -> Response:
     return Response(body, status_code=response.status_code, headers=dict(response.headers))
 
 
-def _audit_refusal(settings: WebSettings, request: Request, route: str, status: int, code: str) -> None:
+def _audit_refusal(request: Request, route: str, status: int, code: str) -> None:
     principal: Principal | None = getattr(request.state, "principal", None)
     actor = principal.actor if principal else "anonymous"
     with contextlib.suppress(TongbanError):  # the refusal is still answered (and counted) if the log is busy
-        settings.audit.append(
+        request.app.state.audit.append(
             actor[:120],
             f"{request.method} {route}"[:64],
             dataset=str(request.path_params.get("dataset") or "")[:32] or None,

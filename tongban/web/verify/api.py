@@ -17,7 +17,7 @@ from tongban.core.verification.service import Verifier
 from tongban.web.deps import get_settings
 from tongban.web.errors import ApiError
 from tongban.web.settings import WebSettings
-from tongban.web.verify.access import OfficeCaller, api_error, office_caller, verifier
+from tongban.web.verify.access import OfficeCaller, api_error, audit, office_caller, verifier
 from tongban.web.verify.models import (
     ERRORS,
     BusinessClaim,
@@ -54,7 +54,7 @@ def run_verify(
         check_purpose(purpose)
         answer = v.verify(kind, body, caller.scope)
     except TongbanError as exc:
-        settings.audit.append(
+        audit(request).append(
             caller.actor,
             f"verify.{kind}",
             purpose=purpose if isinstance(purpose, str) else None,
@@ -63,7 +63,7 @@ def run_verify(
             reason=exc.code,
         )
         raise api_error(exc) from None
-    settings.audit.append(
+    audit(request).append(
         caller.actor,
         f"verify.{kind}",
         purpose=purpose,
@@ -112,12 +112,12 @@ def search_licenses(
     try:
         found = v.search_licenses(holder_code, caller.scope, offset=offset, limit=limit)
     except TongbanError as exc:
-        settings.audit.append(
+        audit(request).append(
             caller.actor, "search.license", purpose=purpose, result="refused", reason=exc.code
         )
         raise api_error(exc) from None
     digest = hashlib.sha256(f"holder:{holder_code.strip().upper()}".encode()).hexdigest()
-    settings.audit.append(
+    audit(request).append(
         caller.actor,
         "search.license",
         purpose=purpose,
@@ -149,16 +149,16 @@ def record_proof(
         if not caller.scope.covers_division(proof["owner"]):  # the issuing node decides the scope
             raise ApiError("SCOPE_DIVISION", 403, dataset)
     except TongbanError as exc:
-        settings.audit.append(
+        audit(request).append(
             caller.actor, "proof", dataset=dataset, claim_digest=digest, result="refused", reason=exc.code
         )
         raise api_error(exc) from None
     except ApiError as exc:
-        settings.audit.append(
+        audit(request).append(
             caller.actor, "proof", dataset=dataset, claim_digest=digest, result="refused", reason=exc.code
         )
         raise
-    settings.audit.append(caller.actor, "proof", dataset=dataset, claim_digest=digest, result="ok")
+    audit(request).append(caller.actor, "proof", dataset=dataset, claim_digest=digest, result="ok")
     return proof
 
 
@@ -174,7 +174,7 @@ def trust_list(request: Request, caller: Caller, settings: Settings) -> Any:
                 "TRUST_UNREADABLE", "无法读取信任列表", f"cannot read the trust list ({type(exc).__name__})"
             )
         ) from None
-    settings.audit.append(caller.actor, "trust-list", result="ok")
+    audit(request).append(caller.actor, "trust-list", result="ok")
     return JSONResponse(data)
 
 
@@ -208,12 +208,12 @@ def status_list(
                 ) from None
         listed = v.status_list(dataset, since=moment)
     except TongbanError as exc:
-        settings.audit.append(caller.actor, "status-list", dataset=dataset, result="refused", reason=exc.code)
+        audit(request).append(caller.actor, "status-list", dataset=dataset, result="refused", reason=exc.code)
         raise api_error(exc) from None
     except ApiError as exc:
-        settings.audit.append(caller.actor, "status-list", dataset=dataset, result="refused", reason=exc.code)
+        audit(request).append(caller.actor, "status-list", dataset=dataset, result="refused", reason=exc.code)
         raise
-    settings.audit.append(
+    audit(request).append(
         caller.actor, "status-list", dataset=dataset, result=f"{len(listed['entries'])} entries"
     )
     return listed

@@ -20,6 +20,7 @@ from tongban.web.deps import get_settings, require_kind, verify_csrf
 from tongban.web.errors import ApiError
 from tongban.web.pages import register_templates, render
 from tongban.web.settings import WebSettings
+from tongban.web.verify.access import audit
 
 __all__ = ["headline", "router", "setup"]
 
@@ -119,7 +120,7 @@ def verify_post(
         check_purpose(purpose or None)
         answer = request.app.state.verifier.verify(kind, dict(fields), _scope(office))
     except TongbanError as exc:
-        settings.audit.append(
+        audit(request).append(
             office.actor,
             f"verify.{kind}",
             purpose=purpose if purpose in PURPOSES else None,
@@ -128,7 +129,7 @@ def verify_post(
             detail={"via": "page"},
         )
         return render(request, "verify.html", status_code=422, form={}, answer=None, error=exc, **ctx)
-    settings.audit.append(
+    audit(request).append(
         office.actor,
         f"verify.{kind}",
         purpose=purpose,
