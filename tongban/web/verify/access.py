@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from schemas.errors import TongbanError
@@ -25,7 +24,7 @@ from tongban.core.verification.scope import Scope
 from tongban.core.verification.service import Verifier
 from tongban.web import auth
 from tongban.web.auth import Principal
-from tongban.web.deps import current_principal, get_settings
+from tongban.web.deps import current_principal
 from tongban.web.errors import ApiError
 from tongban.web.settings import WebSettings
 
@@ -122,12 +121,21 @@ def _still_valid(settings: WebSettings, principal: Principal) -> bool:
     return office.revoked_at is None
 
 
+async def audit_dep(request: Request) -> AuditWriter:
+    return request.app.state.audit  # type: ignore[no-any-return]
+
+
 def audit(request: Request) -> AuditWriter:
     """The app's audit writer (group commit onto the node's audit log)."""
     return request.app.state.audit  # type: ignore[no-any-return]
 
 
-def verifier(request: Request) -> Verifier:
+async def web_settings(request: Request) -> WebSettings:
+    """The app's settings (an async dependency: no thread hop)."""
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+async def verifier(request: Request) -> Verifier:
     return request.app.state.verifier  # type: ignore[no-any-return]
 
 
@@ -143,10 +151,9 @@ class OfficeCaller:
         return self.principal.actor
 
 
-def office_caller(
+async def office_caller(
     request: Request,
     principal: Annotated[Principal, Depends(current_principal)],
-    settings: Annotated[WebSettings, Depends(get_settings)],
 ) -> OfficeCaller:
     """The calling office (SCOPE_DENIED for another kind of caller; RATE_LIMITED over its limit)."""
     if principal.kind != "office":
@@ -168,11 +175,6 @@ def office_caller(
             headers={"Retry-After": str(wait)},
         )
     return OfficeCaller(principal, scope)
-
-
-def _route_of(request: Request) -> str:
-    route = request.scope.get("route")
-    return getattr(route, "path", None) or "unmatched"
 
 
 def setup(app: FastAPI, settings: WebSettings) -> None:
@@ -200,42 +202,64 @@ def setup(app: FastAPI, settings: WebSettings) -> None:
         with contextlib.suppress(TongbanError):
             write_checkpoint(settings.audit, app.state.verifier.keystore, settings.node)
 
-    @app.middleware("http")
-    async def _observe(request: Request, call_next: Any) -> Response:
+    app.add_middleware(
+        Observe,
+        metrics=metrics,
+        checkpoint=checkpoint,
+        due=lambda: time.monotonic() - last_checkpoint[0] >= every,
+    )  # type: ignore[arg-type]
+
+
+class Observe:
+    """Pure ASGI middleware (no extra task per request): count and time every request, count refusals
+    by code, audit the refusals no handler audited (auth, validation, size), and sign a checkpoint of
+    the audit log when one is due."""
+
+    def __init__(self, app: Any, metrics: Metrics, checkpoint: Any, due: Any) -> None:
+        self.app, self.metrics, self.checkpoint, self.due = app, metrics, checkpoint, due
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response: Response = await call_next(request)
-        route = _route_of(request)
-        metrics.requests.labels(route, str(response.status_code)).inc()
-        metrics.latency.labels(route).observe(time.perf_counter() - started)
-        if response.status_code >= 400 and request.url.path.startswith("/v1/"):
-            code = await _error_code(response)
-            response = _rebuilt(response)
-            metrics.refusals.labels(code).inc()
+        path = scope.get("path", "")
+        api = path.startswith("/v1/")
+        status = [500]
+        held: list[dict[str, Any]] = []
+        body = bytearray()
+
+        async def observed(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+                if api and status[0] >= 400:  # hold a small error answer to read its code
+                    held.append(message)
+                    return
+            elif held and message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+                if message.get("more_body"):
+                    return
+                await send(held.pop())
+                await send({"type": "http.response.body", "body": bytes(body)})
+                return
+            await send(message)
+
+        await self.app(scope, receive, observed)
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        self.metrics.requests.labels(route, str(status[0])).inc()
+        self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+        if api and status[0] >= 400:
+            try:
+                code = json.loads(bytes(body)).get("code")
+            except (ValueError, AttributeError):
+                code = None
+            code = code if isinstance(code, str) else f"HTTP_{status[0]}"
+            self.metrics.refusals.labels(code).inc()
+            request = Request(scope)
             if not getattr(request.state, "audited", False):
-                await run_in_threadpool(_audit_refusal, request, route, response.status_code, code)
-        if (
-            request.url.path.startswith(("/v1/", "/verify"))
-            and time.monotonic() - last_checkpoint[0] >= every
-        ):
-            await run_in_threadpool(checkpoint)
-        return response
-
-
-async def _error_code(response: Response) -> str:
-    """The code of an error answer (its body is small JSON), kept for the response to send."""
-    chunks = [chunk async for chunk in response.body_iterator]  # type: ignore[attr-defined]
-    body = b"".join(c if isinstance(c, bytes) else c.encode() for c in chunks)
-    response._tongban_body = body  # type: ignore[attr-defined]
-    try:
-        code = json.loads(body).get("code")
-    except (ValueError, AttributeError):
-        code = None
-    return str(code) if isinstance(code, str) else f"HTTP_{response.status_code}"
-
-
-def _rebuilt(response: Response) -> Response:
-    body = getattr(response, "_tongban_body", b"")
-    return Response(body, status_code=response.status_code, headers=dict(response.headers))
+                await run_in_threadpool(_audit_refusal, request, route, status[0], code)
+        if (api or path.startswith("/verify")) and self.due():
+            await run_in_threadpool(self.checkpoint)
 
 
 def _audit_refusal(request: Request, route: str, status: int, code: str) -> None:

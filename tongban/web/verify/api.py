@@ -14,10 +14,9 @@ from schemas.errors import TongbanError
 from tongban.core.trust import TrustError, from_iso
 from tongban.core.verification.purposes import check_purpose
 from tongban.core.verification.service import Verifier
-from tongban.web.deps import get_settings
 from tongban.web.errors import ApiError
 from tongban.web.settings import WebSettings
-from tongban.web.verify.access import OfficeCaller, api_error, audit, office_caller, verifier
+from tongban.web.verify.access import OfficeCaller, api_error, audit, office_caller, verifier, web_settings
 from tongban.web.verify.models import (
     ERRORS,
     BusinessClaim,
@@ -35,7 +34,7 @@ __all__ = ["router", "run_verify"]
 router = APIRouter(prefix="/v1", tags=["verify"], responses=ERRORS)
 
 Caller = Annotated[OfficeCaller, Depends(office_caller)]
-Settings = Annotated[WebSettings, Depends(get_settings)]
+Settings = Annotated[WebSettings, Depends(web_settings)]
 TheVerifier = Annotated[Verifier, Depends(verifier)]
 
 
