@@ -229,6 +229,19 @@ class Observe:
         held: list[dict[str, Any]] = []
         body = bytearray()
 
+        async def refused() -> None:
+            """Count and (unless its handler did) audit a refusal — before the caller sees it."""
+            try:
+                code = json.loads(bytes(body)).get("code")
+            except (ValueError, AttributeError):
+                code = None
+            code = code if isinstance(code, str) else f"HTTP_{status[0]}"
+            self.metrics.refusals.labels(code).inc()
+            request = Request(scope)
+            if not getattr(request.state, "audited", False):
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                await run_in_threadpool(_audit_refusal, request, route, status[0], code)
+
         async def observed(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = int(message["status"])
@@ -239,6 +252,7 @@ class Observe:
                 body.extend(message.get("body", b""))
                 if message.get("more_body"):
                     return
+                await refused()
                 await send(held.pop())
                 await send({"type": "http.response.body", "body": bytes(body)})
                 return
@@ -248,16 +262,6 @@ class Observe:
         route = getattr(scope.get("route"), "path", None) or "unmatched"
         self.metrics.requests.labels(route, str(status[0])).inc()
         self.metrics.latency.labels(route).observe(time.perf_counter() - started)
-        if api and status[0] >= 400:
-            try:
-                code = json.loads(bytes(body)).get("code")
-            except (ValueError, AttributeError):
-                code = None
-            code = code if isinstance(code, str) else f"HTTP_{status[0]}"
-            self.metrics.refusals.labels(code).inc()
-            request = Request(scope)
-            if not getattr(request.state, "audited", False):
-                await run_in_threadpool(_audit_refusal, request, route, status[0], code)
         if (api or path.startswith("/verify")) and self.due():
             await run_in_threadpool(self.checkpoint)
 

@@ -79,21 +79,21 @@ def run_verify(
 def verify_license(
     body: LicenseClaim, request: Request, caller: Caller, settings: Settings, v: TheVerifier
 ) -> Any:
-    return run_verify(request, settings, v, caller, "license", body.model_dump())
+    return JSONResponse(run_verify(request, settings, v, caller, "license", body.model_dump()))
 
 
 @router.post("/verify/person", response_model=VerifyAnswer, summary="核验人员 verify a person")
 def verify_person(
     body: PersonClaim, request: Request, caller: Caller, settings: Settings, v: TheVerifier
 ) -> Any:
-    return run_verify(request, settings, v, caller, "person", body.model_dump())
+    return JSONResponse(run_verify(request, settings, v, caller, "person", body.model_dump()))
 
 
 @router.post("/verify/business", response_model=VerifyAnswer, summary="核验市场主体 verify a business")
 def verify_business(
     body: BusinessClaim, request: Request, caller: Caller, settings: Settings, v: TheVerifier
 ) -> Any:
-    return run_verify(request, settings, v, caller, "business", body.model_dump())
+    return JSONResponse(run_verify(request, settings, v, caller, "business", body.model_dump()))
 
 
 @router.get("/licenses", response_model=SearchAnswer, summary="按持证主体检索证照 search licenses by holder")
