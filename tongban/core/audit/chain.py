@@ -175,16 +175,20 @@ class AuditLog:
             with self.engine.begin() as conn:
                 last = conn.execute(sa.select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)).first()
                 seq, prev = (int(last[0]) + 1, last[1]) if last else (1, GENESIS)
-                for values, body in rows:
-                    entry = AuditEntry(seq=seq, at=_now(), detail=body, prev_hash=prev, **values)
-                    entry = AuditEntry(**{**entry.as_dict(), "hash": entry_hash(entry)})
-                    out.append(entry)
-                    seq, prev = seq + 1, entry.hash
                 records = []
-                for entry in out:
-                    row = entry.as_dict()
-                    row["detail"] = json.dumps(entry.detail, ensure_ascii=False, sort_keys=True)
-                    records.append(row)
+                for values, body in rows:
+                    # The fields entry_hash() covers, built directly (dataclasses.asdict deep-copies).
+                    fields = {"seq": seq, "at": _now(), **values, "detail": body, "prev_hash": prev}
+                    digest = hashlib.sha256(rfc8785.dumps(fields)).hexdigest()
+                    out.append(AuditEntry(**fields, hash=digest))
+                    records.append(
+                        {
+                            **fields,
+                            "detail": json.dumps(body, ensure_ascii=False, sort_keys=True),
+                            "hash": digest,
+                        }
+                    )
+                    seq, prev = seq + 1, digest
                 try:
                     with conn.begin_nested():
                         conn.execute(t.insert(), records)

@@ -6,6 +6,7 @@ append per request — but a thousand requests a second cost a few commits, not 
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -26,6 +27,22 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     entry: AuditEntry | None = None
     error: TongbanError | None = None
+    future: asyncio.Future[AuditEntry] | None = None
+
+    def finish(self) -> None:
+        self.done.set()
+        future = self.future
+        if future is not None:
+            future.get_loop().call_soon_threadsafe(_settle, future, self.entry, self.error)
+
+
+def _settle(future: asyncio.Future[AuditEntry], entry: AuditEntry | None, error: TongbanError | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(entry)  # type: ignore[arg-type]
 
 
 class AuditWriter:
@@ -50,6 +67,19 @@ class AuditWriter:
             raise pending.error
         assert pending.entry is not None
         return pending.entry
+
+    async def append_async(self, actor: str, action: str, **fields: Any) -> AuditEntry:
+        """:meth:`append` for a coroutine: it awaits the commit instead of holding a thread."""
+        pending = _Pending({"actor": actor, "action": action, **fields})
+        pending.future = asyncio.get_running_loop().create_future()
+        self._ensure_thread()
+        self._queue.put(pending)
+        try:
+            return await asyncio.wait_for(pending.future, _WAIT)
+        except TimeoutError:
+            raise TongbanError(
+                "AUDIT_BUSY", "审计日志写入超时", "the audit log did not commit in time", "audit_log"
+            ) from None
 
     def _ensure_thread(self) -> None:
         with self._lock:
@@ -77,7 +107,7 @@ class AuditWriter:
                     p.entry = self.log.append(**p.item)
                 except TongbanError as exc:
                     p.error = exc
-                p.done.set()
+                p.finish()
             return
         except Exception as exc:  # the database went away: every waiting request gets a coded error
             error = TongbanError(
@@ -88,8 +118,8 @@ class AuditWriter:
             )
             for p in batch:
                 p.error = error
-                p.done.set()
+                p.finish()
             return
         for p, entry in zip(batch, entries, strict=True):
             p.entry = entry
-            p.done.set()
+            p.finish()

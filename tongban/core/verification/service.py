@@ -94,13 +94,14 @@ class Verifier:
         status = describe(dataset, record, today=moment.date()) if shown and record else None
         prov = self._prov(dataset, record) if shown and record else None
         kid, private = self.signer()
+        digest = claim.digest()
         token = attestation.issue(
             node=self.node,
             kid=kid,
             private_key=private,
             kind=kind,
             dataset=dataset,
-            claim_digest=claim.digest(),
+            claim_digest=digest,
             result=outcome.result,
             status={"state": status["state"], "code": status["code"]} if status else None,
             prov=prov,
@@ -114,7 +115,7 @@ class Verifier:
             "mismatched": outcome.mismatched,
             "status": status,
             "record": scope.show(dataset, record) if shown and record else None,
-            "claim_digest": claim.digest(),
+            "claim_digest": digest,
             "checked_at": moment.isoformat(),
             "issuer": self.node,
             "key_id": kid,
