@@ -308,3 +308,26 @@ def test_a_revoked_key_fails_attestations_at_once(world: Any) -> None:
         "business", {"uscc": rows(lib, "select uscc from business limit 1")[0].uscc}, ALL
     )
     assert attestation.check(fresh["attestation"], TrustList.load(ex.trust_list))["result"] == "match"
+
+
+def test_fast_canonical_json_is_rfc8785() -> None:
+    """The C-encoder path of ``rfc8785_bytes`` gives exactly the ``rfc8785`` package's bytes."""
+    import rfc8785
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from tongban.core.trust.canonical import rfc8785_bytes
+
+    scalars = st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=20)
+    values = st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=20,
+    )
+
+    @settings(max_examples=400, deadline=None)
+    @given(values)
+    def same(value: object) -> None:
+        assert rfc8785_bytes(value) == rfc8785.dumps(value)
+
+    same()

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from schemas.errors import TongbanError
 from tongban.core.store.tables import TABLES
+from tongban.core.trust.canonical import rfc8785_bytes
 
 __all__ = ["GENESIS", "AuditEntry", "AuditLog", "AuditProblem", "entry_hash"]
 
@@ -179,7 +180,7 @@ class AuditLog:
                 for values, body in rows:
                     # The fields entry_hash() covers, built directly (dataclasses.asdict deep-copies).
                     fields = {"seq": seq, "at": _now(), **values, "detail": body, "prev_hash": prev}
-                    digest = hashlib.sha256(rfc8785.dumps(fields)).hexdigest()
+                    digest = hashlib.sha256(rfc8785_bytes(fields)).hexdigest()
                     out.append(AuditEntry(**fields, hash=digest))
                     records.append(
                         {

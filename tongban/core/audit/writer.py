@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ __all__ = ["AuditWriter"]
 
 _MAX_BATCH = 512
 _WAIT = 30.0
+_LINGER = 0.002  # seconds the writer waits for more entries before it commits
 
 
 @dataclass
@@ -90,9 +92,11 @@ class AuditWriter:
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
+            # Linger a moment for the requests arriving alongside: one commit for all of them.
+            deadline = time.monotonic() + _LINGER
             while len(batch) < _MAX_BATCH:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
             self._write(batch)

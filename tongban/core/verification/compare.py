@@ -13,9 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import rfc8785
-
 from tongban.core.store import Library
+from tongban.core.trust.canonical import rfc8785_bytes
 from tongban.core.verification import identifiers as ids
 from tongban.core.verification.errors import VerifyError
 from tongban.core.verification.records import find
@@ -39,7 +38,7 @@ class Claim:
 
     def digest(self) -> str:
         """sha256 hex over the RFC 8785 canonical JSON of the kind and the normalized fields."""
-        return hashlib.sha256(rfc8785.dumps({"kind": self.kind, "claim": self.fields})).hexdigest()
+        return hashlib.sha256(rfc8785_bytes({"kind": self.kind, "claim": self.fields})).hexdigest()
 
 
 @dataclass

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from tongban.core.store import TABLES, Library
 from tongban.core.verification.errors import VerifyError
-from tongban.core.verification.records import reader
+from tongban.core.verification.records import office_row, reader
 from tongban.core.verification.scope import Scope
 
 __all__ = ["CODE_RE", "Office", "add", "authenticate", "get", "list_offices", "revoke", "rotate"]
@@ -177,8 +177,7 @@ def authenticate(library: Library, token: str) -> Office:
     match = _TOKEN_RE.match(token or "") if isinstance(token, str) and len(token) < 200 else None
     if match is None:
         raise invalid
-    with reader(library).connect() as conn:
-        row = conn.execute(_BY_CODE, {"code": match.group(1)}).mappings().first()
+    row = office_row(library, match.group(1))
     if row is None or not hmac.compare_digest(row["token_hash"], _hash(token)):
         raise invalid
     if row["revoked_at"] is not None:
