@@ -147,6 +147,9 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _plain(obj: Any, depth: int = 0) -> bool:
     """Whether ``obj`` holds only what ``json.dumps`` renders exactly as RFC 8785 does: strings, ints,
     booleans, None, lists and objects with ASCII keys — no floats, no lone surrogates."""
@@ -155,7 +158,7 @@ def _plain(obj: Any, depth: int = 0) -> bool:
     if obj is None or isinstance(obj, bool):
         return True
     if isinstance(obj, str):
-        return not any("\ud800" <= c <= "\udfff" for c in obj) if not obj.isascii() else True
+        return obj.isascii() or _SURROGATE.search(obj) is None
     if isinstance(obj, int):
         return abs(obj) < 2**53
     if isinstance(obj, list | tuple):

@@ -77,13 +77,17 @@ _STAMPS = frozenset({"updated_at", "_synced_at", "created_at", "rotated_at", "re
 
 
 def _sqlite_file(library: Library) -> str | None:
-    if library.dialect != "sqlite":
-        return None
-    url = sa.make_url(library.url)
-    database = url.database
-    if not database or database == ":memory:" or database.startswith("file:") or url.query:
-        return None
-    return database
+    cached: tuple[str | None] | None = getattr(library, "_verification_file", None)
+    if cached is None:
+        path = None
+        if library.dialect == "sqlite":
+            url = sa.make_url(library.url)
+            database = url.database
+            if database and database != ":memory:" and not database.startswith("file:") and not url.query:
+                path = database
+        cached = (path,)
+        library._verification_file = cached  # type: ignore[attr-defined]
+    return cached[0]
 
 
 def _raw(
