@@ -767,6 +767,14 @@ _ENTRIES: tuple[tuple[str, str, str, str, bool, ExitCode], ...] = (
         False,
         U,
     ),
+    (
+        "AUTH_THROTTLED",
+        "web",
+        "登录失败次数过多，请稍后再试",
+        "too many failed logins; try again later",
+        True,
+        U,
+    ),
     ("SESSION_EXPIRED", "web", "登录已过期，请重新登录", "the session has expired; log in again", False, U),
     (
         "CSRF_INVALID",

@@ -291,3 +291,24 @@ def test_fresh_starts_over(
     assert exchange.read_text(encoding="utf-8") == original
     assert not (workdir / "systems" / "630104" / "mine.txt").exists()
     assert folder.changes(workdir) == []
+
+
+def test_generate_never_overwrites_the_users_changes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Generating again over unchanged demo data starts over; over changed data it refuses (exit 2)
+    and leaves every file as it is, unless --fresh."""
+    folder = tmp_path / "g"
+    args = ["generate", "--workdir", str(folder), "--population", "5", "--business", "2", "--licenses", "2"]
+    assert main(args) == 0
+    assert main(args) == 0  # unchanged: generated anew
+    edited = next((folder / "systems").rglob("*.csv"))
+    edited.write_text(edited.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    before = edited.read_bytes()
+    capsys.readouterr()
+    assert main([*args, "--json"]) == 2
+    err = json.loads(capsys.readouterr().out)["error"]
+    assert err["code"] == "WORKDIR_EXISTS" and edited.name in err["where"]
+    assert edited.read_bytes() == before
+    assert main([*args, "--fresh"]) == 0
+    assert edited.read_bytes() != before

@@ -306,3 +306,29 @@ def test_serve_refuses_an_unknown_node(make_world: Callable[..., World]) -> None
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done
     assert "NODE_UNKNOWN" in done.stdout + done.stderr and "Traceback" not in done.stderr
+
+
+def test_password_guessing_is_throttled(served: tuple[str, WebSettings]) -> None:
+    """Five wrong passwords lock the account out for the window (429 AUTH_THROTTLED), even for the
+    right password; another account from another client is not affected."""
+    url, settings = served
+    with httpx.Client(follow_redirects=False) as c:
+        for _ in range(5):
+            assert _login(url, c, "guess").status_code == 401
+        r = _login(url, c)
+        assert r.status_code == 429 and "AUTH_THROTTLED" in r.text
+    refused = [e for e in settings.audit.entries(action="login") if e.result == "refused"]
+    assert [e.detail["code"] for e in refused][-1] == "AUTH_THROTTLED"
+
+
+def test_throttle_window_passes() -> None:
+    now = [0.0]
+    throttle = auth.Throttle(limit=2, window=60, clock=lambda: now[0])
+    throttle.failed("a")
+    throttle.failed("a")
+    with pytest.raises(Exception) as err:
+        throttle.check("a")
+    assert err.value.code == "AUTH_THROTTLED" and err.value.headers["Retry-After"] == "61"  # type: ignore[attr-defined]
+    throttle.check("b")
+    now[0] = 61.0
+    throttle.check("a")

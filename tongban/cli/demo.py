@@ -19,9 +19,14 @@ __all__ = ["cmd_demo", "cmd_generate", "register"]
 
 def cmd_generate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban generate: write demo local systems."""
+    from tongban.demo import workdir as folder
     from tongban.demo.generate import generate_demo
 
     try:
+        # The same protection as the demo's: a folder with the user's changes is refused, not overwritten.
+        note = folder.prepare(Path(args.workdir), fresh=args.fresh)
+        if note and not args.json:
+            print(note, file=sys.stderr)
         with spinner("生成演示数据 generating demo data"):
             manifest = generate_demo(
                 Path(args.workdir),
@@ -31,6 +36,9 @@ def cmd_generate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 license_per_county=args.licenses,
                 defect_rate=args.defect_rate,
             )
+        folder.record(Path(args.workdir))
+    except TongbanError as exc:
+        return report_error(exc, as_json=args.json, out=out)
     except OSError as exc:
         return report_error(_workdir_error(args.workdir, exc), as_json=args.json, out=out)
     systems = manifest["systems"]
@@ -103,10 +111,11 @@ def register(sub: Any) -> None:
         "generate",
         summary="生成演示数据 generate demo local systems",
         description="为九个演示县生成本地系统数据（SQLite 库与 CSV、Parquet 投放目录），约 2% 的行带真实缺陷，\n"
-        "另写 manifest.json 记录每个缺陷。不需要交换配置。\n"
+        "另写 manifest.json 记录每个缺陷。不需要交换配置。目录中已有被改动的演示数据时拒绝（WORKDIR_EXISTS），"
+        "--fresh 丢弃后重新生成。\n"
         "Generate the nine demo counties' local systems (SQLite databases, CSV and Parquet drop folders),\n"
         "about 2% of rows with realistic defects, and manifest.json naming each defect. Needs no exchange\n"
-        "config.",
+        "config. A folder whose demo data was changed is refused (WORKDIR_EXISTS) unless --fresh.",
         examples=(
             "tongban generate --workdir demo",
             "tongban generate --workdir /tmp/g --population 50 --defect-rate 0.1 --json",
@@ -119,6 +128,9 @@ def register(sub: Any) -> None:
     g.add_argument("--licenses", type=_count, default=800, metavar="N", help="每县证照数 per county")
     g.add_argument(
         "--defect-rate", type=_share, default=0.02, metavar="F", help="缺陷比例 share of defective rows"
+    )
+    g.add_argument(
+        "--fresh", action="store_true", help="丢弃目录中已有的演示数据 discard the folder's demo data"
     )
     g.add_argument("--json", action="store_true", help="JSON 输出 JSON output")
     g.set_defaults(func=cmd_generate)

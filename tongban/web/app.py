@@ -147,6 +147,7 @@ def create_app(settings: WebSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.nav = []
+    app.state.login_throttle = auth.Throttle()
     errors.install(app)
 
     @app.exception_handler(LoginRedirect)
@@ -205,8 +206,16 @@ def _login_router() -> Any:
     ) -> Response:
         target = _safe_next(next)
         base = request.scope.get("root_path", "")
+        throttle: auth.Throttle = request.app.state.login_throttle
+        account = f"account:{kind}:{username}"
+        client = f"client:{request.client.host if request.client else '-'}"
         try:
-            principal = auth.login(settings, kind, username, secret)
+            throttle.check(account, client)
+            try:
+                principal = auth.login(settings, kind, username, secret)
+            except ApiError:
+                throttle.failed(account, client)
+                raise
         except ApiError as exc:
             settings.audit.append(
                 f"{kind[:16]}:{username[:80]}", "login", result="refused", detail={"code": exc.code}
@@ -214,12 +223,13 @@ def _login_router() -> Any:
             return render(
                 request,
                 "login.html",
-                status_code=401,
+                status_code=exc.status,
                 next=target,
                 code=exc.code,
                 kinds=auth.login_kinds(),
                 kind=kind,
             )
+        throttle.succeeded(account)
         response = RedirectResponse(base + target, status_code=303)
         auth.start_session(settings, response, principal)
         settings.audit.append(principal.actor, "login", result="ok")

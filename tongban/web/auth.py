@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COOKIE",
     "Principal",
+    "Throttle",
     "bearer_principal",
     "check_csrf",
     "clear_session",
@@ -101,6 +102,54 @@ def bearer_principal(settings: WebSettings, token: str) -> Principal:
         if principal is not None:
             return principal
     raise ApiError("AUTH_INVALID", 401, "Authorization", headers={"WWW-Authenticate": "Bearer"})
+
+
+class Throttle:
+    """Failed logins remembered per account and per client address: after ``limit`` failures within
+    ``window`` seconds, further tries are refused (AUTH_THROTTLED) until the window has passed.
+
+    Kept in the process (one per app); a deployment with several workers multiplies the allowance by
+    their number, which still stops guessing at any useful speed.
+    """
+
+    def __init__(
+        self, limit: int = 5, window: float = 900.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, key: str) -> list[float]:
+        now = self.clock()
+        kept = [t for t in self._failures.get(key, []) if now - t < self.window]
+        if kept:
+            self._failures[key] = kept
+        else:
+            self._failures.pop(key, None)
+        return kept
+
+    def check(self, *keys: str) -> None:
+        """AUTH_THROTTLED (429) if any key has used up its failures."""
+        for key in keys:
+            recent = self._recent(key)
+            if len(recent) >= self.limit:
+                wait = int(self.window - (self.clock() - recent[0])) + 1
+                raise ApiError(
+                    "AUTH_THROTTLED",
+                    429,
+                    "login",
+                    zh=f"登录失败次数过多，请 {wait} 秒后再试",
+                    en=f"too many failed logins; try again in {wait} s",
+                    headers={"Retry-After": str(wait)},
+                )
+
+    def failed(self, *keys: str) -> None:
+        if len(self._failures) > 100_000:  # bounded memory under a flood of distinct names
+            self._failures.clear()
+        for key in keys:
+            self._failures.setdefault(key, []).append(self.clock())
+
+    def succeeded(self, account: str) -> None:
+        self._failures.pop(account, None)
 
 
 def login(settings: WebSettings, kind: str, username: str, secret: str) -> Principal:

@@ -23,6 +23,7 @@ log = logging.getLogger("tongban.web")
 STATUS = {
     "AUTH_REQUIRED": 401,
     "AUTH_INVALID": 401,
+    "AUTH_THROTTLED": 429,
     "SESSION_EXPIRED": 401,
     "CSRF_INVALID": 403,
     "SCOPE_DENIED": 403,
