@@ -242,8 +242,11 @@ def test_bad_bodies(served: Served, body: dict[str, Any], code: str, where: str)
 def test_oversized_nested_and_broken_bodies(served: Served) -> None:
     s = served
     big = {"purpose": "tax", "holder_code": "1", "license_id": "x" * (70 * 1024)}
+    before = s.settings.audit.head().seq
     resp = httpx.post(f"{s.url}/v1/verify/license", json=big, headers=s.h())
     assert resp.status_code == 413 and _code(resp) == "REQUEST_TOO_LARGE"
+    (entry,) = s.settings.audit.entries(after_seq=before)  # refused at the edge, audited all the same
+    assert entry.reason == "REQUEST_TOO_LARGE" and entry.result == "refused 413"
     nested = "[" * 5000 + '"x"' + "]" * 5000
     deep = httpx.post(
         f"{s.url}/v1/verify/license",

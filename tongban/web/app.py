@@ -156,6 +156,8 @@ def create_app(settings: WebSettings) -> FastAPI:
         return RedirectResponse(base + login_url(exc.next_url, exc.code), status_code=303)
 
     app.add_middleware(SecurityHeaders)  # type: ignore[arg-type]
+    # Inside the areas' middleware (added after it), so an area that audits requests sees a refused body too.
+    app.add_middleware(BodyLimit, limit=settings.max_body)  # type: ignore[arg-type]
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.include_router(_login_router())
@@ -165,7 +167,6 @@ def create_app(settings: WebSettings) -> FastAPI:
         if setup is not None:
             setup(app, settings)
         app.include_router(module.router)
-    app.add_middleware(BodyLimit, limit=settings.max_body)  # type: ignore[arg-type]
     return app
 
 
