@@ -71,3 +71,44 @@ def test_an_airflow_user_reaches_the_app_with_the_office_token(monkeypatch: pyte
     assert seen[-1][b"authorization"] == b"Bearer tbo_Q_x" and b"x-tongban-token" not in seen[-1]
     _call(guard, [(b"authorization", b"Bearer airflow-jwt")])
     assert b"authorization" not in seen[-1]  # Airflow's token is never taken for an office's
+
+
+def test_mounted_under_a_prefix_pages_redirect_inside_it(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Under Airflow's mount at /tongban a page asks for the login at /tongban/login and comes back to
+    /tongban/verify (not /tongban/tongban/verify); the office token header reaches the API."""
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from tests.webutil import live_server
+    from tongban.core.verification import offices
+    from tongban.core.verification.scope import Scope
+    from tongban.web.app import create_app
+    from tongban.web.settings import WebSettings
+
+    async def allowed(scope: dict[str, Any]) -> None:
+        return None
+
+    monkeypatch.setattr(plugin, "_airflow_user", allowed)
+    world = make_world()
+    settings = WebSettings.for_node(world.ex)
+    settings.library.migrate()
+    _, token = offices.add(settings.library, "MNT-1", "mounted", Scope(datasets=("license",)), 100)
+    outer = Starlette(
+        routes=[Mount("/tongban", app=plugin.AirflowAuthGuard(build=lambda: create_app(settings)))]
+    )
+    with live_server(outer) as url:
+        page = httpx.get(f"{url}/tongban/verify", follow_redirects=False)
+        assert page.status_code == 303
+        assert page.headers["location"] == "/tongban/login?next=%2Fverify&code=AUTH_REQUIRED"
+        login = httpx.post(
+            f"{url}/tongban/login",
+            data={"kind": "office", "username": "", "secret": token, "next": "/verify"},
+            follow_redirects=False,
+        )
+        assert login.status_code == 303 and login.headers["location"] == "/tongban/verify"
+        api = httpx.get(f"{url}/tongban/v1/trust-list", headers={"X-Tongban-Token": token})
+        assert api.status_code == 200 and api.json()["root"] == "000000"
+    settings.libraries.dispose()
