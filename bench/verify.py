@@ -160,7 +160,14 @@ def free_port() -> int:
 
 
 async def _connection(
-    port: int, bodies: list[bytes], token: str, stop: float, warm: float, out: list[float], errors: list[int]
+    port: int,
+    bodies: list[bytes],
+    token: str,
+    stop: float,
+    warm: float,
+    out: list[float],
+    errors: list[int],
+    done: list[int],
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     rng = random.Random()
@@ -185,6 +192,7 @@ async def _connection(
                 length = int(line[15:])
         await reader.readexactly(length)
         t1 = time.perf_counter()
+        done[0] += 1
         if t0 >= warm:
             if status_line[9:12] == b"200":
                 out.append(t1 - t0)
@@ -202,12 +210,16 @@ def load(
     ]
     latencies: list[float] = []
     errors: list[int] = []
+    done = [0]
 
     async def run() -> None:
         start = time.perf_counter()
         warm, stop = start + warmup, start + warmup + seconds
         await asyncio.gather(
-            *(_connection(port, bodies, token, stop, warm, latencies, errors) for _ in range(connections))
+            *(
+                _connection(port, bodies, token, stop, warm, latencies, errors, done)
+                for _ in range(connections)
+            )
         )
 
     asyncio.run(run())
@@ -218,7 +230,23 @@ def load(
         "p99": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
         "errors": len(errors),
         "ok": len(latencies),
+        "total": done[0],
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of ``pid`` and its child processes (uvicorn's workers), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        this, parent = int(stat.parent.name), int(fields[1])
+        if this == pid or parent == pid:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def run_load(
@@ -281,16 +309,20 @@ def main() -> None:
             port = free_port()
             proc = serve([*app_args, "--workers", str(args.workers)], {**env, **extra_env}, port)
             try:
+                before = cpu_seconds(proc.pid)
                 results[name] = run_load(
                     port, str(claims_file), token, args.connections, args.seconds, args.warmup
                 )
+                used = cpu_seconds(proc.pid) - before
+                results[name]["cpu_ms"] = 1000 * used / max(1, results[name]["total"])
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
         bare, real = results["bare FastAPI endpoint"], results["signed verification"]
         for name, r in results.items():
             print(
-                f"{name:24s} {r['rps']:8,.0f} req/s   p50 {r['p50']:6.2f} ms   p99 {r['p99']:6.2f} ms   errors {r['errors']}"
+                f"{name:24s} {r['rps']:8,.0f} req/s   p50 {r['p50']:6.2f} ms   p99 {r['p99']:6.2f} ms   "
+                f"server CPU {r['cpu_ms']:.3f} ms/request   errors {r['errors']}"
             )
         share = real["rps"] / bare["rps"] if bare["rps"] else float("nan")
         print(
