@@ -10,12 +10,14 @@ setup: $(VENV)/.installed
 # The browser tests drive Debian's Chromium (headless); it comes from the distribution's packages, never a
 # browser download. Installed when missing and this is root (CI); otherwise say how.
 CHROMIUM ?= /usr/bin/chromium
+# A font with Chinese glyphs, so the pages' screenshots (test artifacts) are readable.
+CJK_FONT ?= /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc
 browser:
-	@if [ ! -x "$(CHROMIUM)" ]; then \
+	@if [ ! -x "$(CHROMIUM)" ] || [ ! -e "$(CJK_FONT)" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null; \
 	  else \
-	    echo "browser tests need Debian's chromium: sudo apt-get install chromium (they skip without it)"; \
+	    echo "browser tests need Debian's chromium: sudo apt-get install chromium fonts-wqy-zenhei (they skip without it)"; \
 	  fi; \
 	fi
 
@@ -53,6 +55,7 @@ bench: setup
 	$(BIN)/python bench/sync.py
 	$(BIN)/python bench/national.py
 	$(BIN)/python bench/verify.py
+	$(BIN)/python bench/review.py
 
 clean:
 	rm -rf $(VENV) demo demo-airflow .pytest_cache .ruff_cache .hypothesis

@@ -60,6 +60,7 @@ __all__ = [
     "archive",
     "pending_files",
     "quarantine",
+    "release",
 ]
 
 ARCHIVE = "archive"
@@ -348,4 +349,33 @@ def quarantine(file: Path, folder: Path, reason_code: str, *, expect: DropFile |
             fh.write(data)
         _chmod(path, PRIVATE_FILE_MODE)  # (the umask may have taken bits off)
         break
+    return dest
+
+
+def release(file: Path, folder: Path, name: str) -> Path | None:
+    """Put a quarantined ``file`` (under ``folder/failed/``) back into ``folder`` as ``name``, for a retry:
+    the next run reads it again. None when it is gone, or when a file of that name is waiting there
+    already (a replacement: that one is read, and the quarantined file stays where it is).
+    Its ``.done`` marker comes back too when the folder uses markers; its ``.reason.json`` stays.
+    """
+    file, folder = Path(file), Path(folder)
+    failed = (folder / FAILED).resolve()
+    try:
+        if file.resolve().parent != failed or not file.is_file() or file.is_symlink():
+            return None
+    except OSError:
+        return None
+    if os.path.lexists(folder / name):
+        return None
+    try:
+        dest = _place(file, folder, name=name, companions=(MARKER,))
+        if _uses_markers(folder):
+            (folder / f"{dest.name}{MARKER}").touch()
+    except OSError as exc:
+        raise ExtractError(
+            "DROP_MOVE_FAILED",
+            f"无法把隔离的文件放回 {folder}：{exc.strerror or exc}",
+            f"cannot put the quarantined file back into {folder}: {exc.strerror or exc}",
+            str(file),
+        ) from None
     return dest

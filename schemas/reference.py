@@ -84,6 +84,7 @@ _AREAS = {
     "reconcile": "对账 Reconciling a child's library with its parent's (maintenance)",
     "audit": "审计日志 The audit log",
     "web": "网页服务 The web service (API and pages)",
+    "review": "复核 Operator review of failed transfers (tongban failed, the review page)",
     "cli": "命令行 The command line",
     "demo": "演示 The demo",
 }

@@ -139,7 +139,7 @@ def test_status_refuses_an_unknown_dataset(make_world: Any, capsys: pytest.Captu
 @pytest.mark.parametrize(
     ("argv", "hint"),
     [
-        (["--state", "bogus"], "known: open, resolved, discarded, all"),
+        (["--state", "bogus"], "known: open, queued, resolved, discarded, all"),
         (["--state", "opne"], "did you mean 'open'?"),
         (["--limit", "-1"], "--limit -1"),
         (["--code", "ID_CHEKSUM"], "did you mean 'ID_CHECKSUM'?"),

@@ -32,6 +32,7 @@ for dag_id, dag in bag.dags.items():
         "doc": dag.doc_md or "",
         "templates": sorted({t.map_index_template or "" for t in dag.tasks}),
         "rules": {t.task_id: str(t.trigger_rule) for t in dag.tasks},
+        "paused_at_creation": dag.is_paused_upon_creation,
     }
 print(json.dumps(out))
 """
@@ -70,7 +71,7 @@ def test_dagbag_imports_without_errors(bag: dict) -> None:
     provinces = ["150000", "320000", "430000", "620000", "630000"]
     expected = {f"tongban_{d}_{p}" for d in ("population", "business", "license") for p in provinces}
     expected |= {f"tongban_{d}_national" for d in ("population", "business", "license")}
-    expected |= {"tongban_reconcile", "tongban_expire_licenses", "tongban_prune"}
+    expected |= {"tongban_reconcile", "tongban_expire_licenses", "tongban_prune", "tongban_review"}
     assert set(bag["dags"]) == expected
 
 
@@ -121,6 +122,8 @@ def test_maintenance_dags_are_built_from_the_same_file(bag: dict) -> None:
     assert reconcile["mapped"] == [] and "reconcile" in reconcile["tasks"]
     assert set(bag["dags"]["tongban_expire_licenses"]["tasks"]) == {"expire"}
     assert set(bag["dags"]["tongban_prune"]["tasks"]) == {"prune"}
+    assert set(bag["dags"]["tongban_review"]["tasks"]) == {"apply_queued"}
+    assert bag["dags"]["tongban_review"]["paused_at_creation"] is False  # operators' actions need no one
 
 
 def test_config_typo_is_an_import_error_naming_file_line_and_field(tmp_path: Path) -> None:

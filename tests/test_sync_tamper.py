@@ -77,6 +77,9 @@ def recovers(w: Any, h: Any) -> None:
     assert lib.count(P) == len(rows)
     for row in rows:
         assert lib.record(P, row["sfzh"])["name"] == row["xm"]
+    # The refused batch resolved itself once the edge succeeded (its history says so).
+    refused = lib.failures(kind="batch", state=None)
+    assert refused and {(f["state"], f["closed_by"]) for f in refused} == {("resolved", "sync")}
 
 
 def test_altered_row_in_the_sealed_arrow_file_is_batch_root(world: Any, h: Any) -> None:

@@ -336,7 +336,7 @@ def test_fast_canonical_json_is_rfc8785() -> None:
 def test_step_3_adds_the_lookup_indexes_to_an_older_library(tmp_path: Path) -> None:
     import sqlalchemy as sa
 
-    from tongban.core.store import Library
+    from tongban.core.store import SCHEMA_VERSION, Library
 
     lib = Library(f"sqlite:///{tmp_path / 'old.sqlite'}", "630104")
     lib.migrate()
@@ -344,7 +344,7 @@ def test_step_3_adds_the_lookup_indexes_to_an_older_library(tmp_path: Path) -> N
         conn.exec_driver_sql("DROP INDEX ix_license_number")
         conn.exec_driver_sql("DROP INDEX ix_license_holder")
         conn.exec_driver_sql("UPDATE tongban_meta SET value='2' WHERE name='schema_version'")
-    assert lib.migrate() == 3
+    assert lib.migrate() == SCHEMA_VERSION
     names = {i["name"] for i in sa.inspect(lib.engine).get_indexes("license")}
     assert {"ix_license_number", "ix_license_holder"} <= names
     lib.dispose()

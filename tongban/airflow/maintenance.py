@@ -7,7 +7,11 @@
   instance that found drift fails, so the run shows red;
 - ``tongban_expire_licenses`` (daily): one mapped instance per province, expiring its counties' licenses
   whose ``valid_until`` has passed (``05`` 失效, through each library's load path);
-- ``tongban_prune`` (daily): spool run folders and drop-folder archives older than the DAG's params.
+- ``tongban_prune`` (daily): spool run folders and drop-folder archives older than the DAG's params;
+- ``tongban_review`` (every 5 minutes, unpaused when created): applies operators' queued retries and
+  resubmissions by running
+  the edges with queued work and the edges above them (:func:`tongban.core.review.apply_queued`), so
+  an action taken in the review page takes effect without anyone running a command.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from tongban.airflow.hooks import resolve_conn
 from tongban.airflow.logs import to_task_log
-from tongban.core import engine, maintenance
+from tongban.core import engine, maintenance, review
 from tongban.core.config import Exchange
 
 __all__ = ["build_maintenance_dags"]
@@ -158,5 +162,40 @@ def build_maintenance_dags(ex: Exchange) -> dict[str, DAG]:
             )
 
         prune()
+    dags[dag.dag_id] = dag
+
+    with DAG(
+        "tongban_review",
+        dag_display_name="review 复核 · apply queued retries and resubmissions",
+        description="Apply operators' queued retries and resubmissions: run the edges with queued work",
+        schedule=_dt.timedelta(minutes=5),
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        # Unpaused from the start: what operators queue in the page takes effect with nobody at Airflow.
+        is_paused_upon_creation=False,
+        tags=[*tags, "review", "复核"],
+        default_args=_args(ex),
+        doc_md=(
+            "# 复核 Review\n\nOperators retry and resubmit failed transfers in the review page or with "
+            "`tongban failed retry|resubmit`; those are **queued**. Every 5 minutes this DAG runs each edge "
+            "with queued work once (a resubmitted row is sealed by the county that owns it, chained, "
+            "verified and loaded), then the edges above it, so the row reaches the province and national "
+            "libraries. The exchange DAGs' own next runs pick the same queued work up. An edge that fails "
+            "is kept as a failed run, as any run's; the task fails so the run shows red."
+        ),
+    ) as dag:
+
+        @task
+        def apply_queued() -> dict[str, Any]:
+            to_task_log()
+            with engine.Libraries(ex, resolve_conn) as libs:
+                done = review.apply_queued(ex, libs)
+            failed = [d for d in done if not d["ok"]]
+            if failed:
+                raise AirflowFailException("; ".join(f"{d['edge']}: {d['code']}" for d in failed))
+            return {"edges": len(done), "rows": sum(int(d.get("rows") or 0) for d in done)}
+
+        apply_queued()
     dags[dag.dag_id] = dag
     return dags

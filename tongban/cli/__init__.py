@@ -34,6 +34,7 @@ COMMANDS = (
     "sync",
     "status",
     "failed",
+    "operators",
     "keys",
     "serve",
     "offices",

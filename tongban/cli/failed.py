@@ -1,4 +1,6 @@
-"""``tongban failed list|show``: the failed transfers kept in the libraries, masked unless ``--reveal``."""
+"""``tongban failed list|show``: the failed transfers kept in the libraries, masked unless ``--reveal``.
+
+The actions (retry, resubmit, discard, resolve, apply) are in :mod:`tongban.cli.failed_act`."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from tongban.cli.common import (
 __all__ = ["KINDS", "STATES", "cmd_failed", "parse_since", "register"]
 
 KINDS = ("row", "batch", "run", "file")
-STATES = ("open", "resolved", "discarded", "all")
+STATES = ("open", "queued", "resolved", "discarded", "all")
 _RELATIVE = re.compile(r"(?:[0-9]+[smhd])+")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 SINCE_FORMS_ZH = (
@@ -142,6 +144,11 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
     row = lib.failure(int(ident))
     if row is None:
         raise TongbanError("FAILED_NOT_FOUND", "没有这条失败记录", "no such failed transfer", args.id)
+    if args.reveal:  # unmasked values shown: recorded in the audit log of the library that keeps it
+        from tongban.cli.failed_act import cli_actor
+        from tongban.core.audit import AuditLog
+
+        AuditLog(lib.engine).append(cli_actor(None), "failed.reveal", subject=f"{node}:{ident}", result="ok")
     payload = json.loads(row["payload"]) if row["payload"] else None
     key = row["row_key"]
     if row["kind"] == "row" and isinstance(payload, dict):
@@ -155,6 +162,8 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
     if not args.reveal:
         row = {k: mask_any(v) if k in ("message_zh", "message_en", "where") else v for k, v in row.items()}
     row.pop("digest", None)
+    row["pending"] = _pending(row["dataset"], row.get("pending"), reveal=args.reveal)
+    row = {**row, **_detail(ex, node, int(ident), row, payload if args.reveal else None)}
     if args.json:
         json_line(out, row)
     else:
@@ -163,9 +172,59 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
                 out.write("payload:\n")
                 for pk, pv in v.items():
                     out.write(f"  {pk}: {pv}\n")
+            elif k == "findings":
+                out.write("findings 规则 / 字段:\n")
+                for f in v:
+                    out.write(f"  {f['code']} [{f['field']}] {f['zh']} / {f['en']}\n")
+            elif k == "history":
+                out.write("history 历史:\n")
+                for h in v:
+                    why = f" — {h['reason']}" if h["reason"] else ""
+                    out.write(f"  {h['at']} {h['actor']} {h['action']} -> {h['state']}{why}\n")
             else:
                 out.write(f"{k}: {v}\n")
     return ExitCode.OK
+
+
+def _pending(dataset: str, text: str | None, *, reveal: bool) -> Any:
+    """The queued action: a resubmission's edited row masked like the payload (unless ``reveal``)."""
+    from tongban.core.masking import mask_any, mask_row
+
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("row"), dict):
+        data["row"] = mask_row(dataset, data["row"], reveal=reveal)
+    return data if reveal else mask_any(data)
+
+
+def _detail(ex: Any, node: str, ident: int, row: dict[str, Any], raw: Any) -> dict[str, Any]:
+    """The failure's history, and for a row the field each of its codes concerns."""
+    from tongban.core import engine, review
+
+    extra: dict[str, Any] = {}
+    libs = engine.Libraries(ex)
+    ref = review.Ref(node, ident)
+    extra["history"] = [
+        {
+            "at": h["at"].isoformat() if h["at"] else None,
+            "actor": h["actor"],
+            "action": h["action"],
+            "state": h["state_to"],
+            "reason": h["reason"],
+        }
+        for h in review.history(libs, ref)
+    ]
+    full = review.get(ex, libs, ref)
+    payload = review.payload_of(full)
+    if full["kind"] == "row" and isinstance(payload, dict):
+        try:
+            found, _ = review.findings(ex, full["edge"], full["dataset"], payload)
+            extra["findings"] = [f.as_dict() for f in found]
+        except TongbanError:
+            pass  # an edge no longer in the exchange: the codes above still say what failed
+    return extra
 
 
 def _list(args: argparse.Namespace, out: TextIO) -> int:
@@ -238,7 +297,7 @@ def register(sub: Any) -> None:
     p = add_command(
         sub,
         "failed",
-        summary="查看失败传输 list or show failed transfers",
+        summary="失败传输：查看与处理 list, show, retry, resubmit, discard, resolve failed transfers",
         description="失败传输：被拒绝的行、被拒的批次、失败的运行、被隔离的文件，保存在目标节点的库中，敏感字段已脱敏。\n"
         "Failed transfers: rejected rows, refused batches, failed runs and quarantined files, kept in the\n"
         "target node's library; personal fields masked unless --reveal.",
@@ -296,3 +355,7 @@ def register(sub: Any) -> None:
     sp.add_argument("--reveal", action="store_true", help="不脱敏 show unmasked values (operators)")
     add_config_args(sp)
     sp.set_defaults(func=cmd_failed)
+
+    from tongban.cli.failed_act import register_actions
+
+    register_actions(actions)

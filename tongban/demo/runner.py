@@ -79,6 +79,8 @@ def run_demo(
         "下一步 next:\n"
         f"  {prog} status --workdir {workdir}\n"
         f"  {prog} failed list --workdir {workdir} --limit 10\n"
+        f"  {prog} operators add ops --reveal --workdir {workdir}   # 复核页面账号 a review page account\n"
+        f"  {prog} serve --workdir {workdir}   # 然后打开 then open http://127.0.0.1:8000/review\n"
         f"  {prog} sync --workdir {workdir}      # 增量重跑 incremental rerun: nothing changes\n"
         f"  Airflow 日志 log: {workdir / 'airflow' / 'demo-run.log'}\n"
         f"再次运行 run again: 未改动则重新生成，有改动则拒绝（保留改动），--fresh 重新开始\n"

@@ -513,7 +513,8 @@ def local_up(workdir: Path = LOCAL_DIR, *, port: int = 8080, out: Any = sys.stdo
     stack.procs.clear()  # they keep running after this process ends; `make airflow-stop` stops them
     out.write(
         f"\nAirflow UI: {stack.base_url}   user admin, password {stack.password}\n"
-        f"{len(sync)} sync DAGs unpaused (their first runs start now); maintenance DAGs stay paused.\n"
+        f"{len(sync)} sync DAGs unpaused (their first runs start now); tongban_review applies operators' "
+        "queued actions every 5 minutes; the other maintenance DAGs stay paused.\n"
         f"CLI: . {env_sh} && .venv/bin/tongban status --config {exchange}\n"
         "stop: make airflow-stop\n"
     )

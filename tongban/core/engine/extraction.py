@@ -8,6 +8,7 @@ run, one that cannot be read is quarantined); a child library exactly by its loa
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import uuid
@@ -18,9 +19,9 @@ from pathlib import Path
 import pyarrow as pa
 
 import schemas
-from connectors.dropfolder import DropFile, pending_files, quarantine
+from connectors.dropfolder import DropFile, pending_files, quarantine, release
 from connectors.files import read_file
-from connectors.sql import Cursor, read_sql_incremental
+from connectors.sql import Cursor, read_sql_incremental, read_sql_keys
 from schemas.errors import TongbanError
 from tongban.core import logs
 from tongban.core.config import Exchange
@@ -117,6 +118,8 @@ def _extract(
 
     if edge.source_kind == "system":
         system = ex.systems[edge.source]
+        if system.kind != "sql":
+            _release_files(plan, target)  # quarantined files queued for a retry go back into the folder
         if system.kind == "sql":
             mapping = system.mapping
             stream = read_sql_incremental(
@@ -166,6 +169,16 @@ def _extract(
             batch_size=ex.batch_size,
         )
         write_part((raw_columns(b, keep), c) for b, c in stream)
+
+    if edge.source_kind == "system":
+        # What operators queued for this edge: rows to re-read from the source, edited rows to send.
+        # Their parts come last and carry no cursor: the edge's cursor moves only with the source.
+        for part in _queued_parts(ex, plan, target, run, len(parts) + 1, resolve_conn):
+            parts.append(part)
+            n = sum(b.rows for b in part.batches)
+            total += n
+            if on_rows:
+                on_rows(n)
 
     write(
         run / "run.json",
@@ -281,3 +294,88 @@ def quarantine_file(
     )
     quarantined.append(QuarantinedFile(str(drop.path), str(moved), exc.code))
     return True
+
+
+def _queued_parts(
+    ex: Exchange, plan: Plan, target: Library, run: Path, number: int, resolve_conn: ResolveConn
+) -> list[ExtractPart]:
+    """The parts of what operators queued for the edge: the rows of queued retries re-read from a SQL
+    source (by key), and resubmitted rows (already in the dataset's names, validated when queued)."""
+    out: list[ExtractPart] = []
+    system = ex.systems[plan.edge.source]
+    spec = schemas.get(plan.dataset)
+    retries = [r for r in target.queued(plan.edge.id, "retry") if r["kind"] == "row" and r["row_key"]]
+    if retries and system.kind == "sql":
+        mapping = system.mapping
+        keys = sorted({r["row_key"] for r in retries})
+        name = f"extract-{number + len(out):04d}.arrow"
+        writer = PartWriter(run / name)
+        key_col = local_key(mapping, spec.key)
+        found: set[str] = set()
+        try:
+            for batch in read_sql_keys(
+                ex.system_url(system.name, resolve_conn),
+                table=system.table or mapping.table if not (system.query or mapping.query) else None,
+                query=system.query or mapping.query,
+                key_column=key_col,
+                keys=keys,
+                batch_size=ex.batch_size,
+            ):
+                if key_col in batch.schema.names:
+                    found.update(str(v) for v in batch.column(key_col).to_pylist() if v is not None)
+                writer.write(raw_columns(batch), None)
+        finally:
+            writer.close()
+        gone = [r["id"] for r in retries if r["row_key"] not in found]
+        target.requeue_missing(
+            gone,
+            "重试时源系统中已没有这一行",
+            "the row is no longer in the source system",
+            "FAILED_RETRY_NOT_FOUND",
+        )
+        if writer.batches:
+            out.append(ExtractPart(name, None, None, writer.batches, queued="retry"))
+    resubmits = [
+        r for r in target.queued(plan.edge.id, "resubmit") if isinstance(r["pending"].get("row"), dict)
+    ]
+    if resubmits:
+        name = f"extract-{number + len(out):04d}.arrow"
+        writer = PartWriter(run / name)
+        try:
+            for start in range(0, len(resubmits), ex.batch_size):
+                chunk = resubmits[start : start + ex.batch_size]
+                columns = {
+                    f: pa.array([_text(r["pending"]["row"].get(f)) for r in chunk], pa.string())
+                    for f in spec.names
+                }
+                writer.write(raw_columns(pa.RecordBatch.from_pydict(columns)), None)
+        finally:
+            writer.close()
+        ids = [r["id"] for r in resubmits]
+        target.claim(ids, run.name)
+        out.append(ExtractPart(name, None, None, writer.batches, queued="resubmit", failures=ids))
+    return out
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _release_files(plan: Plan, target: Library) -> None:
+    """Quarantined files queued for a retry go back into the drop folder, to be read by this run."""
+    assert plan.folder is not None
+    gone = []
+    for r in target.queued(plan.edge.id, "retry"):
+        if r["kind"] != "file":
+            continue
+        payload = json.loads(r["payload"]) if r["payload"] else {}
+        moved, name = payload.get("file"), payload.get("name")
+        released = bool(moved and name) and release(Path(moved), plan.folder, name) is not None
+        if not released and not (name and (plan.folder / name).exists()):  # (a replacement resolves it)
+            gone.append(r["id"])
+    target.requeue_missing(
+        gone,
+        "重试时隔离目录中已没有这个文件",
+        "the file is no longer in quarantine",
+        "FAILED_RETRY_NOT_FOUND",
+    )

@@ -141,6 +141,7 @@ def _load(
     for p, part in enumerate(validated.parts):
         entries = by_part.get(p, [])
         rejects = _rejects(run, part.rejects) if entries else {}
+        loaded_ids: list[str] = []
         for entry in entries:
             check(cancel)  # between batches: each batch's transaction is whole or absent
             manifest, table, leaves = next(prepared)
@@ -194,8 +195,12 @@ def _load(
             except StoreError as exc:
                 raise SyncError(exc.code, exc.message_zh, exc.message_en, exc.where) from None
             totals["batches"] += 1
+            loaded_ids.append(manifest.batch_id)
             for k in _COUNTERS[1:]:
                 totals[k] += getattr(result, k)
+        if extracted.parts[p].queued == "resubmit" and entries:
+            # Operators' edited rows loaded: their failures are resolved (those rejected again reopened).
+            lib.resolve_resubmitted(extracted.parts[p].failures, loaded_ids)
         if (
             part.origin
             and edge.source_kind == "system"
@@ -208,6 +213,8 @@ def _load(
                 left.append(LeftFile(part.origin, "changed since it was read"))
             else:
                 archived += 1
+                # A file of this name loaded: a quarantined one it replaces (or a retry) is resolved.
+                lib.resolve_file(edge.id, Path(part.origin).name)
     if not sealed:
         lib.note_success(edge.id, plan.dataset, edge.source)
     return LoadSummary(
@@ -260,7 +267,14 @@ def _rejects(run: Path, name: str | None) -> dict[int, list[FailedRow]]:
                 r = json.loads(line)
                 out.setdefault(r["batch"], []).append(
                     FailedRow(
-                        r["row"], r["key"], r["codes"], r["zh"], r["en"], r["payload"], r.get("where", "")
+                        r["row"],
+                        r["key"],
+                        r["codes"],
+                        r["zh"],
+                        r["en"],
+                        r["payload"],
+                        r.get("where", ""),
+                        r.get("failure"),
                     )
                 )
     except FileNotFoundError:

@@ -99,6 +99,8 @@ class ExtractPart:
     origin: str | None  # the drop file it was read from
     fingerprint: dict[str, Any] | None  # the drop file's stat as read (see DropFile.as_dict)
     batches: list[BatchInfo]
+    queued: str | None = None  # "retry" (re-read from the source) or "resubmit" (operators' edited rows)
+    failures: list[int] = field(default_factory=list)  # a resubmit part's failure per row, in order
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ class ValidPart:
     origin: str | None
     fingerprint: dict[str, Any] | None
     batches: list[ValidBatch]
+    queued: str | None = None
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ def _record(lib: Library, edge: Edge, code: str, zh: str, en: str, where: str, l
         payload={"log_url": log_url} if log_url else None,
     )
     lib.note_attempt(edge.id, edge.dataset, edge.source, f"{code}: {en}")
+    lib.release_claims(edge.id)  # resubmissions this run was sending wait for the next one
 
 
 def sync_edge(

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import schemas
+from connectors.mapping import Mapping
 from schemas.errors import TongbanError
 from schemas.validate import ContractError, Severity, Validator
 from tongban.core import logs
@@ -141,6 +142,9 @@ def _validate_part(
     )
     batches: list[ValidBatch] = []
     where = part.origin or plan.edge.source
+    mapping = plan.mapping
+    if part.queued == "resubmit":  # operators' edited rows: already in the dataset's names and codes
+        mapping, where = Mapping(), f"{plan.edge.source} resubmitted"
     assert part.file is not None
     with (
         pa.ipc.new_file(private_sink(run / valid_name), out_schema) as writer,
@@ -153,7 +157,7 @@ def _validate_part(
             # columns its extract happens to have (a file exported from a library keeps its meta columns).
             owners = table.column("_owner") if plan.owner is None and "_owner" in table.column_names else None
             meta = [name for name in table.column_names if name in _META]
-            mapped = plan.mapping.apply(table.drop_columns(meta))
+            mapped = mapping.apply(table.drop_columns(meta))
             try:
                 result = validator.validate(mapped)
             except ContractError as exc:
@@ -190,6 +194,8 @@ def _validate_part(
                     "payload": payload,
                     "where": f"{where}:{report.row}",
                 }
+                if part.failures and 0 < report.row <= len(part.failures):
+                    line["failure"] = part.failures[report.row - 1]
                 rejects.write(dumps(line) + "\n")
             keep = pa.array(~result.rejected)
             accepted = result.table.filter(keep)
@@ -211,7 +217,7 @@ def _validate_part(
             totals["accepted"] += accepted.num_rows
             totals["rejected"] += rejected
             totals["flagged"] += int(result.flagged.sum())
-    return ValidPart(valid_name, rejects_name, part.origin, part.fingerprint, batches), totals
+    return ValidPart(valid_name, rejects_name, part.origin, part.fingerprint, batches, part.queued), totals
 
 
 def _payloads(table: pa.Table, rows: np.ndarray) -> list[dict]:

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 import schemas
 from connectors.sql import mask_url
+from tongban.core.store.failures import ACTIVE, Failures, file_name
 from tongban.core.store.merge import Merge
 from tongban.core.store.migrations import migrate
 from tongban.core.store.rows import (
@@ -35,7 +36,7 @@ from tongban.core.store.tables import SEQ, TABLES, StoreError
 __all__ = ["Library"]
 
 
-class Library(Merge):
+class Library(Merge, Failures):
     """One node's library, reached through a SQLAlchemy URL."""
 
     def __init__(self, url: str, node: str = "") -> None:
@@ -158,24 +159,31 @@ class Library(Merge):
         now = utcnow()
 
         def write(c: sa.Connection) -> int:
+            same = None
             if kind == "run":
-                open_run = c.execute(
-                    sa.select(t.c.id).where(t.c.edge == edge, t.c.kind == "run", t.c.state == "open")
+                same = c.execute(
+                    sa.select(t.c.id).where(t.c.edge == edge, t.c.kind == "run", t.c.state.in_(ACTIVE))
                 ).first()
-                if open_run:
-                    c.execute(
-                        t.update()
-                        .where(t.c.id == open_run[0])
-                        .values(
-                            attempts=t.c.attempts + 1,
-                            updated_at=now,
-                            codes=",".join(codes),
-                            message_zh=message_zh,
-                            message_en=message_en,
-                            where=where,
-                        )
+            elif kind == "file" and payload and payload.get("name"):
+                # The same file quarantined again (a retry that failed, or dropped again unchanged).
+                rows = c.execute(
+                    sa.select(t.c.id, t.c.payload).where(
+                        t.c.edge == edge, t.c.kind == "file", t.c.state.in_(ACTIVE)
                     )
-                    return int(open_run[0])
+                ).all()
+                same = next((r for r in rows if file_name(r[1]) == payload["name"]), None)
+            if same:
+                self.reopen(
+                    c,
+                    int(same[0]),
+                    now=now,
+                    codes=codes,
+                    message_zh=message_zh,
+                    message_en=message_en,
+                    payload=payload,
+                )
+                c.execute(t.update().where(t.c.id == same[0]).values(where=where))
+                return int(same[0])
             row = failure_row(
                 kind=kind,
                 edge=edge,
@@ -197,15 +205,6 @@ class Library(Merge):
             return write(conn)
         with self.engine.begin() as c:
             return write(c)
-
-    def resolve_runs(self, edge: str, conn: sa.Connection) -> None:
-        """Close the edge's open failed runs once a run succeeds."""
-        t = self.tables["failed_transfers"]
-        conn.execute(
-            t.update()
-            .where(t.c.edge == edge, t.c.kind == "run", t.c.state == "open")
-            .values(state="resolved", updated_at=utcnow())
-        )
 
     def failures(
         self,
@@ -246,9 +245,9 @@ class Library(Merge):
         return dict(row) if row else None
 
     def failure_counts(self) -> dict[str, int]:
-        """Open failed transfers per edge."""
+        """Failed transfers still waiting per edge: open, or queued for the edge's next run."""
         t = self.tables["failed_transfers"]
-        stmt = sa.select(t.c.edge, sa.func.count()).where(t.c.state == "open").group_by(t.c.edge)
+        stmt = sa.select(t.c.edge, sa.func.count()).where(t.c.state.in_(ACTIVE)).group_by(t.c.edge)
         with self.connect() as c:
             return {edge: int(n) for edge, n in c.execute(stmt)}
 
@@ -369,6 +368,10 @@ class Library(Merge):
                 else:
                     rows = rows.append_column(SEQ, stamp)
                 self._apply(conn, spec, rows, result, now, edge=edge, source=source, batch_id=batch_id)
+                # The same keys arrived clean from the same source: their failures resolve themselves.
+                self.resolve_arrived(
+                    conn, edge, rows.column(spec.key), batch_id=batch_id, now=now, skip=result.conflict_keys
+                )
             failed = self.tables["failed_transfers"]
             rejected = self._new_failures(conn, edge, rejected)
             result.rejected = len(rejected)
@@ -469,19 +472,6 @@ class Library(Merge):
         if not conn.execute(t.update().where(t.c.id == 1).values(seq=t.c.seq + 1)).rowcount:
             conn.execute(t.insert().values(id=1, seq=1))
         return int(conn.execute(sa.select(t.c.seq).where(t.c.id == 1)).scalar_one())
-
-    def _new_failures(self, conn: sa.Connection, edge: str, rows: Sequence[FailedRow]) -> list[FailedRow]:
-        """The rejected rows not already kept, open, for this edge (a lookback re-read adds nothing)."""
-        if not rows:
-            return []
-        t = self.tables["failed_transfers"]
-        digests = [failure_digest(edge, r) for r in rows]
-        known: set[str] = set()
-        for start in range(0, len(digests), 500):
-            chunk = digests[start : start + 500]
-            stmt = sa.select(t.c.digest).where(t.c.edge == edge, t.c.state == "open", t.c.digest.in_(chunk))
-            known.update(d for (d,) in conn.execute(stmt))
-        return [r for r, d in zip(rows, digests, strict=True) if d not in known]
 
 
 def _leaf_bytes(rows: pa.Table) -> bytes:

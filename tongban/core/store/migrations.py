@@ -60,9 +60,32 @@ def _migrate_3(conn: sa.Connection) -> None:
             conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS {name} ON "{dataset}" ("{column}")')
 
 
+def _migrate_5(conn: sa.Connection) -> None:
+    """Version 5 (operator review): failed transfers carry a version (optimistic concurrency), the
+    queued action, and when and by whom they were closed; indexes for paging and self-resolving."""
+    stamp = "TEXT" if conn.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE"
+    inspector = sa.inspect(conn)
+    have = {c["name"] for c in inspector.get_columns("failed_transfers")}
+    for name, ddl in (
+        ("version", "version INTEGER NOT NULL DEFAULT 1"),
+        ("pending", "pending TEXT"),
+        ("closed_at", f"closed_at {stamp}"),
+        ("closed_by", "closed_by VARCHAR(120)"),
+    ):
+        if name not in have:  # (a library taken back by hand may keep some)
+            conn.exec_driver_sql(f"ALTER TABLE failed_transfers ADD COLUMN {ddl}")
+    indexes = {ix["name"] for ix in inspector.get_indexes("failed_transfers")}
+    for name, cols in (
+        ("ix_failed_list", "state, created_at, id"),
+        ("ix_failed_key", "edge, state, row_key"),
+    ):
+        if name not in indexes:
+            conn.exec_driver_sql(f"CREATE INDEX {name} ON failed_transfers ({cols})")
+
+
 # Ordered migrations from one version to the next; a new library is created whole at the latest.
 # Each step touches only what its own version added, so steps apply in order whatever else changed.
-_MIGRATIONS: dict[int, Any] = {2: _migrate_2, 3: _migrate_3}
+_MIGRATIONS: dict[int, Any] = {2: _migrate_2, 3: _migrate_3, 5: _migrate_5}
 
 
 def migrate(engine: sa.Engine) -> int:

@@ -24,6 +24,7 @@ class FailedRow:
     message_en: str
     payload: dict[str, Any]
     where: str = ""  # the file or system and row it came from
+    failure_id: int | None = None  # a resubmitted row's failure (rejected again: that one reopens)
 
 
 @dataclass
@@ -103,6 +104,7 @@ def failure_row(
         "payload": dumps(payload) if payload is not None else None,
         "digest": digest,
         "attempts": 1,
+        "version": 1,
         "created_at": now,
         "updated_at": now,
     }

@@ -28,7 +28,7 @@ __all__ = [
     "StoreError",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 
 
 #: Columns a batch's rows carry beside their dataset fields (not part of the content hash).
@@ -188,8 +188,41 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
         sa.Column("created_at", Stamp(), nullable=False),
         sa.Column("updated_at", Stamp(), nullable=False),
+        # Version 5 (operator review): every change bumps ``version`` (two operators at once: one wins);
+        # ``pending`` is the queued action (retry, or resubmit with the edited row) the edge's next run
+        # applies; ``closed_at`` / ``closed_by`` say when and by whom (or what) it was resolved or discarded.
+        sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+        sa.Column("pending", sa.Text),
+        sa.Column("closed_at", Stamp()),
+        sa.Column("closed_by", sa.String(120)),
         sa.Index("ix_failed_state", "state", "dataset"),
         sa.Index("ix_failed_digest", "edge", "digest"),
+        sa.Index("ix_failed_list", "state", "created_at", "id"),
+        sa.Index("ix_failed_key", "edge", "state", "row_key"),  # waiting failures of an edge, by key
+    )
+    tables["failed_actions"] = sa.Table(
+        "failed_actions",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("failure_id", sa.Integer, nullable=False, index=True),
+        sa.Column("at", Stamp(), nullable=False),
+        sa.Column("actor", sa.String(120), nullable=False),  # an operator, or ``sync`` / ``system``
+        sa.Column("action", sa.String(24), nullable=False),
+        sa.Column("state_from", sa.String(12)),
+        sa.Column("state_to", sa.String(12)),
+        sa.Column("reason", sa.Text),
+        sa.Column("detail", sa.Text),  # JSON: batch id, codes, fields edited (names only, no values)
+    )
+    tables["operators"] = sa.Table(
+        "operators",
+        metadata,
+        sa.Column("username", sa.String(64), primary_key=True),
+        sa.Column("name", sa.String(120), nullable=False),
+        sa.Column("password", sa.Text, nullable=False),  # scrypt hash, never the password
+        sa.Column("scopes", sa.Text, nullable=False),  # space-separated: review, review:reveal
+        sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("created_at", Stamp(), nullable=False),
+        sa.Column("created_by", sa.String(120), nullable=False),
     )
     tables["sync_state"] = sa.Table(
         "sync_state",
