@@ -23,7 +23,7 @@ __all__ = ["AREAS", "create_app"]
 
 #: The areas of the app, each a module with ``router`` (and optionally ``setup(app, settings)``).
 #: Issue areas add themselves here: verification (offices) and review (operators).
-AREAS: list[str] = ["tongban.web.verify", "tongban.web.review"]
+AREAS: list[str] = ["tongban.web.review", "tongban.web.verify"]
 
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
