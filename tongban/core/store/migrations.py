@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 import schemas
 from connectors.sql import mask_url
-from tongban.core.store.tables import METADATA, SCHEMA_VERSION, SEQ, TABLES, StoreError
+from tongban.core.store.tables import LOOKUP_INDEXES, METADATA, SCHEMA_VERSION, SEQ, TABLES, StoreError
 
 __all__ = ["migrate"]
 
@@ -52,6 +52,14 @@ def _migrate_2(conn: sa.Connection) -> None:
     conn.execute(seq_table.insert().values(id=1, seq=len(numbered)))
 
 
+def _migrate_3(conn: sa.Connection) -> None:
+    """Version 3 (verification): the indexes licenses are looked up by (number, holder). The new tables
+    (batch leaves, offices, audit checkpoints) are created by ``create_all``."""
+    for dataset, indexes in LOOKUP_INDEXES.items():
+        for name, column in indexes.items():
+            conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS {name} ON "{dataset}" ("{column}")')
+
+
 def _migrate_4(conn: sa.Connection) -> None:
     """Version 4: records tables keep only the indexes something reads by: the primary key and the
     load sequence number alone (a load appends to its end; ``(_seq, key)`` cost as much to maintain
@@ -88,7 +96,7 @@ def _migrate_5(conn: sa.Connection) -> None:
 
 # Ordered migrations from one version to the next; a new library is created whole at the latest.
 # Each step touches only what its own version added, so steps apply in order whatever else changed.
-_MIGRATIONS: dict[int, Any] = {2: _migrate_2, 4: _migrate_4, 5: _migrate_5}
+_MIGRATIONS: dict[int, Any] = {2: _migrate_2, 3: _migrate_3, 4: _migrate_4, 5: _migrate_5}
 
 
 def migrate(engine: sa.Engine) -> int:

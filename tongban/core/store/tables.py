@@ -16,7 +16,17 @@ import schemas
 from schemas.contract import Dataset, Kind
 from schemas.errors import TongbanError
 
-__all__ = ["METADATA", "META_COLUMNS", "MIGRATION", "SCHEMA_VERSION", "SEQ", "TABLES", "Stamp", "StoreError"]
+__all__ = [
+    "LOOKUP_INDEXES",
+    "METADATA",
+    "META_COLUMNS",
+    "MIGRATION",
+    "SCHEMA_VERSION",
+    "SEQ",
+    "TABLES",
+    "Stamp",
+    "StoreError",
+]
 
 SCHEMA_VERSION = 5
 
@@ -100,6 +110,14 @@ def _record_columns(dataset: Dataset, *, key: bool) -> list[sa.Column[Any]]:
     return cols
 
 
+#: Indexes verification looks records up by, beside the key (created for older libraries by step 3).
+LOOKUP_INDEXES = {"license": {"ix_license_number": "license_number", "ix_license_holder": "holder_code"}}
+
+
+def _lookup_indexes(dataset: str) -> list[sa.Index]:
+    return [sa.Index(name, column) for name, column in LOOKUP_INDEXES.get(dataset, {}).items()]
+
+
 def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
     tables: dict[str, sa.Table] = {}
     for name, dataset in schemas.DATASETS.items():
@@ -110,9 +128,10 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
             # A parent library reads what changed by (load sequence, key): exact, in commit order. The
             # index holds the sequence alone: a load appends to its end (one number per batch), where
             # (sequence, key) cost as much as a second primary key; both databases sort the rows of
-            # one load number by key as they stream (an incremental sort). No other index: each costs
-            # load time, and nothing looks records up by another column.
+            # one load number by key as they stream (an incremental sort). Besides it only the indexes
+            # verification looks records up by: each costs load time.
             sa.Index(f"ix_{name}_seq", SEQ),
+            *_lookup_indexes(name),
         )
         tables[f"{name}_history"] = sa.Table(
             f"{name}_history",
@@ -244,6 +263,38 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
         sa.Index("ix_audit_action", "action", "seq"),
+    )
+    # Every leaf hash of every loaded batch (32 bytes each, in batch order): a record's Merkle path.
+    tables["batch_leaves"] = sa.Table(
+        "batch_leaves",
+        metadata,
+        sa.Column("batch_id", sa.String(64), primary_key=True),
+        sa.Column("leaves", sa.LargeBinary, nullable=False),
+    )
+    # Remote offices that verify against this node: the token only as its SHA-256.
+    tables["offices"] = sa.Table(
+        "offices",
+        metadata,
+        sa.Column("code", sa.String(64), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("token_hash", sa.String(64), nullable=False),
+        sa.Column("scopes", sa.Text, nullable=False),  # JSON: datasets, divisions, search, reveal
+        sa.Column("rate_limit", sa.Integer, nullable=False),  # requests per minute
+        sa.Column("created_at", Stamp(), nullable=False),
+        sa.Column("rotated_at", Stamp()),
+        sa.Column("revoked_at", Stamp()),
+        sa.Column("revoked_reason", sa.Text),
+    )
+    # Signed checkpoints over the audit log's hash chain (node key): a rewritten chain no longer matches.
+    tables["audit_checkpoints"] = sa.Table(
+        "audit_checkpoints",
+        metadata,
+        sa.Column("seq", sa.BigInteger, primary_key=True),  # the last audit entry it covers
+        sa.Column("head_hash", sa.String(64), nullable=False),
+        sa.Column("node", sa.String(120), nullable=False),
+        sa.Column("at", Stamp(), nullable=False),
+        sa.Column("key_id", sa.String(16), nullable=False),
+        sa.Column("signature", sa.Text, nullable=False),
     )
     tables["tongban_meta"] = sa.Table(
         "tongban_meta",
