@@ -55,6 +55,7 @@ bench: setup
 	$(BIN)/python bench/sync.py
 	$(BIN)/python bench/crash.py
 	$(BIN)/python bench/national.py
+	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/review.py
 
 clean:

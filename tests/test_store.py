@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 import schemas
 from tongban.core.store import SCHEMA_VERSION, FailedRow, Library, LoadResult, StoreError, Vault, migrate
+from tongban.core.store.tables import LOOKUP_INDEXES
 from tongban.core.store.vault import INDEXED, index_column
 from tongban.core.trust.merkle import row_hashes
 
@@ -221,9 +222,10 @@ def test_version_2_library_drops_the_owner_index(lib: Library) -> None:
     assert lib.migrate() == SCHEMA_VERSION >= 4
     for name in schemas.DATASETS:
         indexes = {ix["name"]: ix["column_names"] for ix in sa.inspect(lib.engine).get_indexes(name)}
-        # ... and the keyed hash of each sealed field verification looks up (encryption at rest).
+        # ... the plain fields verification looks up, and the keyed hash of each sealed one it looks up.
+        lookups = {index: [column] for index, column in LOOKUP_INDEXES.get(name, {}).items()}
         looked_up = {f"ix_{name}{index_column(f)}": [index_column(f)] for f in INDEXED.get(name, ())}
-        assert indexes == {f"ix_{name}_seq": ["_seq"], **looked_up}, (name, indexes)
+        assert indexes == {f"ix_{name}_seq": ["_seq"], **lookups, **looked_up}, (name, indexes)
     assert lib.count("population") == 2
     edge.load([resident(3)])
     assert lib.record("population", key(3))["_seq"] == 2

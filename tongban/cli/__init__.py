@@ -29,7 +29,21 @@ from tongban import __version__
 __all__ = ["build_parser", "main", "run"]
 
 #: The command groups (modules of this package), in the order ``tongban --help`` lists them.
-COMMANDS = ("init", "sync", "status", "failed", "operators", "keys", "serve", "errors", "validate", "demo")
+COMMANDS = (
+    "init",
+    "sync",
+    "status",
+    "failed",
+    "operators",
+    "keys",
+    "serve",
+    "offices",
+    "verify_offline",
+    "audit",
+    "errors",
+    "validate",
+    "demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -65,7 +65,10 @@ class LoginRedirect(Exception):
 
 def page_principal(request: Request, settings: Annotated[WebSettings, Depends(get_settings)]) -> Principal:
     """The logged-in person of a page, else a redirect to ``/login?next=…``."""
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    path, root = request.url.path, request.scope.get("root_path", "")
+    if root and path.startswith(root):  # mounted (e.g. in Airflow at /tongban): next is inside the app
+        path = path[len(root) :] or "/"
+    target = path + (f"?{request.url.query}" if request.url.query else "")
     try:
         principal = auth.session_principal(settings, request)
     except ApiError as exc:

@@ -35,9 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import sqlalchemy as sa
 
 import schemas
 from connectors.sql import Cursor
+from schemas.errors import TongbanError
 from tongban.core import logs
 from tongban.core.config import Exchange
 from tongban.core.engine import spool
@@ -86,7 +88,12 @@ def overlapped(ex: Exchange, edge_id: str, libs: Libraries | None = None) -> boo
         return True
     if not (edge.source in ex.systems and ex.systems[edge.source].kind == "sql"):
         return False
-    return libs is None or edge.id not in libs.get(edge.target).queued_edges()
+    if libs is None:
+        return True
+    try:
+        return edge.id not in libs.get(edge.target).queued_edges()
+    except (sa.exc.SQLAlchemyError, TongbanError):
+        return True  # a library not made yet, or unreachable: the run itself says so, with its code
 
 
 class _Stopped(Exception):

@@ -540,6 +540,9 @@ class Library(Merge, Failures):
                     key_id=manifest_key_id(manifest_json),
                 )
             )
+            conn.execute(
+                self.tables["batch_leaves"].insert().values(batch_id=batch_id, leaves=_leaf_bytes(rows))
+            )
             st = self.tables["sync_state"]
             failed_now = result.rejected + result.conflicts
             values: dict[str, Any] = {
@@ -589,6 +592,18 @@ class Library(Merge, Failures):
         if not conn.execute(t.update().where(t.c.id == 1).values(seq=t.c.seq + 1)).rowcount:
             conn.execute(t.insert().values(id=1, seq=1))
         return int(conn.execute(sa.select(t.c.seq).where(t.c.id == 1)).scalar_one())
+
+
+def _leaf_bytes(rows: pa.Table) -> bytes:
+    """The batch's leaf hashes in leaf order, 32 bytes each (a record's Merkle path is built from them)."""
+    if not rows.num_rows or "_hash" not in rows.column_names:
+        return b""
+    hexes = rows.column("_hash").to_pylist()
+    if "_leaf" in rows.column_names:
+        order = rows.column("_leaf").to_pylist()
+        if order != list(range(len(hexes))):
+            hexes = [h for _, h in sorted(zip(order, hexes, strict=True))]
+    return bytes.fromhex("".join(hexes))
 
 
 def _private_database(path: Path) -> None:

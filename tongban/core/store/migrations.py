@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 import schemas
 from connectors.sql import mask_url
-from tongban.core.store.tables import METADATA, SCHEMA_VERSION, SEQ, TABLES, StoreError
+from tongban.core.store.tables import LOOKUP_INDEXES, METADATA, SCHEMA_VERSION, SEQ, TABLES, StoreError
 from tongban.core.store.vault import INDEXED, SEALED, index_column
 
 __all__ = ["migrate"]
@@ -51,6 +51,14 @@ def _migrate_2(conn: sa.Connection) -> None:
     seq_table = TABLES["load_seq"]
     conn.execute(seq_table.delete())
     conn.execute(seq_table.insert().values(id=1, seq=len(numbered)))
+
+
+def _migrate_3(conn: sa.Connection) -> None:
+    """Version 3 (verification): the indexes licenses are looked up by (number, holder). The new tables
+    (batch leaves, offices, audit checkpoints) are created by ``create_all``."""
+    for dataset, indexes in LOOKUP_INDEXES.items():
+        for name, column in indexes.items():
+            conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS {name} ON "{dataset}" ("{column}")')
 
 
 def _migrate_4(conn: sa.Connection) -> None:
@@ -115,7 +123,7 @@ def _migrate_6(conn: sa.Connection) -> None:
 
 # Ordered migrations from one version to the next; a new library is created whole at the latest.
 # Each step touches only what its own version added, so steps apply in order whatever else changed.
-_MIGRATIONS: dict[int, Any] = {2: _migrate_2, 4: _migrate_4, 5: _migrate_5, 6: _migrate_6}
+_MIGRATIONS: dict[int, Any] = {2: _migrate_2, 3: _migrate_3, 4: _migrate_4, 5: _migrate_5, 6: _migrate_6}
 
 
 def migrate(engine: sa.Engine) -> int:

@@ -17,7 +17,17 @@ from schemas.contract import Dataset, Kind
 from schemas.errors import TongbanError
 from tongban.core.store.vault import INDEXED, SEALED, index_column
 
-__all__ = ["METADATA", "META_COLUMNS", "MIGRATION", "SCHEMA_VERSION", "SEQ", "TABLES", "Stamp", "StoreError"]
+__all__ = [
+    "LOOKUP_INDEXES",
+    "METADATA",
+    "META_COLUMNS",
+    "MIGRATION",
+    "SCHEMA_VERSION",
+    "SEQ",
+    "TABLES",
+    "Stamp",
+    "StoreError",
+]
 
 SCHEMA_VERSION = 6
 
@@ -105,6 +115,16 @@ def _record_columns(dataset: Dataset, *, key: bool) -> list[sa.Column[Any]]:
     return cols
 
 
+#: Indexes verification looks records up by, beside the key (created for older libraries by step 3).
+# A license's holder code is sealed (encryption at rest): it is found by its keyed hash instead
+# (``vault.INDEXED``), so only the plain license number has a plain index.
+LOOKUP_INDEXES = {"license": {"ix_license_number": "license_number"}}
+
+
+def _lookup_indexes(dataset: str) -> list[sa.Index]:
+    return [sa.Index(name, column) for name, column in LOOKUP_INDEXES.get(dataset, {}).items()]
+
+
 def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
     tables: dict[str, sa.Table] = {}
     for name, dataset in schemas.DATASETS.items():
@@ -115,10 +135,11 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
             # A parent library reads what changed by (load sequence, key): exact, in commit order. The
             # index holds the sequence alone: a load appends to its end (one number per batch), where
             # (sequence, key) cost as much as a second primary key; both databases sort the rows of
-            # one load number by key as they stream (an incremental sort). No other index: each costs
-            # load time, and nothing looks records up by another column.
+            # one load number by key as they stream (an incremental sort). Besides it only the indexes
+            # verification looks records up by: each costs load time.
             sa.Index(f"ix_{name}_seq", SEQ),
             *[sa.Index(f"ix_{name}{index_column(f)}", index_column(f)) for f in INDEXED.get(name, ())],
+            *_lookup_indexes(name),
         )
         tables[f"{name}_history"] = sa.Table(
             f"{name}_history",
@@ -260,6 +281,38 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("wrapped", sa.Text, nullable=False),  # AES-GCM under the node's master key
         sa.Column("master_check", sa.String(32), nullable=False),
         sa.Column("created_at", Stamp(), nullable=False),
+    )
+    # Every leaf hash of every loaded batch (32 bytes each, in batch order): a record's Merkle path.
+    tables["batch_leaves"] = sa.Table(
+        "batch_leaves",
+        metadata,
+        sa.Column("batch_id", sa.String(64), primary_key=True),
+        sa.Column("leaves", sa.LargeBinary, nullable=False),
+    )
+    # Remote offices that verify against this node: the token only as its SHA-256.
+    tables["offices"] = sa.Table(
+        "offices",
+        metadata,
+        sa.Column("code", sa.String(64), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("token_hash", sa.String(64), nullable=False),
+        sa.Column("scopes", sa.Text, nullable=False),  # JSON: datasets, divisions, search, reveal
+        sa.Column("rate_limit", sa.Integer, nullable=False),  # requests per minute
+        sa.Column("created_at", Stamp(), nullable=False),
+        sa.Column("rotated_at", Stamp()),
+        sa.Column("revoked_at", Stamp()),
+        sa.Column("revoked_reason", sa.Text),
+    )
+    # Signed checkpoints over the audit log's hash chain (node key): a rewritten chain no longer matches.
+    tables["audit_checkpoints"] = sa.Table(
+        "audit_checkpoints",
+        metadata,
+        sa.Column("seq", sa.BigInteger, primary_key=True),  # the last audit entry it covers
+        sa.Column("head_hash", sa.String(64), nullable=False),
+        sa.Column("node", sa.String(120), nullable=False),
+        sa.Column("at", Stamp(), nullable=False),
+        sa.Column("key_id", sa.String(16), nullable=False),
+        sa.Column("signature", sa.Text, nullable=False),
     )
     tables["tongban_meta"] = sa.Table(
         "tongban_meta",

@@ -30,6 +30,7 @@ __all__ = [
     "iso",
     "key_id",
     "raw_public",
+    "rfc8785_bytes",
     "utc_now",
     "write_atomic",
 ]
@@ -144,3 +145,41 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _plain(obj: Any, depth: int = 0) -> bool:
+    """Whether ``obj`` holds only what ``json.dumps`` renders exactly as RFC 8785 does: strings, ints,
+    booleans, None, lists and objects with ASCII keys — no floats, no lone surrogates."""
+    if depth > 32:
+        return False
+    if obj is None or isinstance(obj, bool):
+        return True
+    if isinstance(obj, str):
+        return obj.isascii() or _SURROGATE.search(obj) is None
+    if isinstance(obj, int):
+        return abs(obj) < 2**53
+    if isinstance(obj, list | tuple):
+        return all(_plain(v, depth + 1) for v in obj)
+    if isinstance(obj, dict):
+        return all(isinstance(k, str) and k.isascii() and _plain(v, depth + 1) for k, v in obj.items())
+    return False
+
+
+def rfc8785_bytes(obj: Any) -> bytes:
+    """RFC 8785 canonical JSON of ``obj``, the same bytes as ``rfc8785.dumps`` but, for the common case
+    (no floats, ASCII keys), through the C ``json`` encoder: sorted keys, no spaces, UTF-8, control
+    characters escaped as ECMAScript does.
+
+    >>> import rfc8785
+    >>> sample = {"b": [1, None, True], "a": "通办\\u0001\\n\\"/", "c": {"z": -5, "y": ""}}
+    >>> rfc8785_bytes(sample) == rfc8785.dumps(sample)
+    True
+    """
+    if _plain(obj):
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    import rfc8785
+
+    return rfc8785.dumps(obj)
