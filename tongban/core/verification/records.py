@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import sqlite3
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,10 +46,11 @@ def reader(library: Library) -> sa.Engine:
     return engine
 
 
-def _rows(library: Library, stmt: sa.Select[Any], **params: Any) -> list[dict[str, Any]]:
+def _reading(library: Library, read: Callable[[sa.Connection], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``read`` through the library's reader, a database error as the library's coded error."""
     try:
         with reader(library).connect() as conn:
-            return [dict(r) for r in conn.execute(stmt, params).mappings()]
+            return read(conn)
     except sa.exc.OperationalError as exc:
         raise library._unreachable(exc) from None
     except sa.exc.SQLAlchemyError as exc:  # a library without the table (another version)
@@ -58,6 +60,10 @@ def _rows(library: Library, stmt: sa.Select[Any], **params: Any) -> list[dict[st
             f"cannot read the library: {type(exc).__name__}",
             library.node,
         ) from None
+
+
+def _rows(library: Library, stmt: sa.Select[Any], **params: Any) -> list[dict[str, Any]]:
+    return _reading(library, lambda conn: [dict(r) for r in conn.execute(stmt, params).mappings()])
 
 
 _LOCAL = threading.local()
@@ -118,18 +124,7 @@ def find(
     sealed fields opened."""
     if dataset not in schemas.DATASETS or field not in schemas.get(dataset).names:
         raise ValueError(f"no field {field} in {dataset}")
-    try:
-        with reader(library).connect() as conn:
-            return lookup.find(library, dataset, field, value, limit=limit, conn=conn)
-    except sa.exc.OperationalError as exc:
-        raise library._unreachable(exc) from None
-    except sa.exc.SQLAlchemyError as exc:  # a library without the table (another version)
-        raise StoreError(
-            "LIBRARY_UNREACHABLE",
-            f"无法读取库：{type(exc).__name__}",
-            f"cannot read the library: {type(exc).__name__}",
-            library.node,
-        ) from None
+    return _reading(library, lambda conn: lookup.find(library, dataset, field, value, limit=limit, conn=conn))
 
 
 def office_row(library: Library, code: str) -> dict[str, Any] | None:
