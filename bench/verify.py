@@ -63,9 +63,10 @@ def verify(body: Claim) -> dict:
 def build_library(root: Path, n: int) -> tuple[list[tuple[str, str]], str, float]:
     """The exchange under ``root`` with ``n`` licenses in the national library; (sample claims, token, s)."""
     from tongban.core.config import load_exchange
+    from tongban.core.engine.libraries import Libraries
     from tongban.core.engine.sealing import hash_columns
     from tongban.core.initialize import initialize
-    from tongban.core.store import Library
+    from tongban.core.store.sealed import seal_table
     from tongban.core.trust.merkle import row_hashes
     from tongban.core.verification import offices
     from tongban.core.verification.scope import Scope
@@ -80,22 +81,29 @@ def build_library(root: Path, n: int) -> tuple[list[tuple[str, str]], str, float
     table = table.append_column("_owner", table.column("division"))
     leaves = row_hashes(table, hash_columns("license"))
     hexes = [bytes(x).hex() for x in leaves]
-    cols = {name: table.column(name).to_pylist() for name in [*names, "_owner"]}
+    plain_claims = list(
+        zip(table.column("license_id").to_pylist(), table.column("holder_code").to_pylist(), strict=True)
+    )
+    with Libraries(ex) as libs:  # the library's keys, under the node's master key made by initialize
+        lib = libs.get("000000")
+        lib.migrate()
+        # Encryption at rest: the personal fields are stored sealed, the holder code with its keyed hash.
+        table = seal_table(lib.keyring(), "license", table)
+    extra = [n for n in table.column_names if n not in names and n != "_owner"]
+    cols = {name: table.column(name).to_pylist() for name in [*names, "_owner", *extra]}
     for name in ("issue_date", "valid_from", "valid_until"):
         cols[name] = [None if v is None else v.isoformat() for v in cols[name]]
     cols["updated_at"] = [v.strftime("%Y-%m-%d %H:%M:%S.%f") for v in cols["updated_at"]]
     now = time.strftime("%Y-%m-%d %H:%M:%S.000000", time.gmtime())
-    lib = Library(ex.library_url("000000"), "000000")
-    lib.migrate()
-    lib.dispose()
     conn = sqlite3.connect(str(root / "libraries" / "000000.sqlite"))
-    order = [*names, "_owner", "_hash", "_batch", "_leaf", "_source", "_flags", "_synced_at", "_seq"]
+    order = [*names, "_owner", *extra, "_hash", "_batch", "_leaf", "_source", "_flags", "_synced_at", "_seq"]
     sql = f"insert into license ({','.join(order)}) values ({','.join('?' * len(order))})"
     conn.execute("pragma journal_mode=wal")
     conn.execute("pragma synchronous=off")
     rows = zip(
         *[cols[name] for name in names],
         cols["_owner"],
+        *[cols[name] for name in extra],
         hexes,
         ["bench" + "0" * 27] * n,
         range(n),
@@ -109,12 +117,13 @@ def build_library(root: Path, n: int) -> tuple[list[tuple[str, str]], str, float
         conn.executemany(sql, rows)
     conn.execute("analyze")
     conn.close()
-    lib = Library(ex.library_url("000000"), "000000")
-    _, token = offices.add(lib, "BENCH-1", "bench", Scope(datasets=("license",)), 1_000_000)
-    lib.dispose()
+    with Libraries(ex) as libs:
+        _, token = offices.add(
+            libs.get("000000"), "BENCH-1", "bench", Scope(datasets=("license",)), 1_000_000
+        )
     rng = random.Random(5)
     picks = rng.sample(range(n), min(n, 20_000))
-    claims = [(cols["license_id"][i], cols["holder_code"][i]) for i in picks]
+    claims = [plain_claims[i] for i in picks]
     return claims, token, time.perf_counter() - started
 
 

@@ -315,6 +315,31 @@ def _minus(value: object, seconds: int) -> object | None:
     return None
 
 
+def _source(
+    conn: sa.Connection, table: str | None, query: str | None
+) -> tuple[sa.FromClause, list[str], tuple[str, str]]:
+    """What to select from — the table, or the query as a subquery — its column names, and how to name
+    it in a message. Untyped columns: values come back as the driver reads them, no SQLAlchemy
+    conversion."""
+    if table:
+        reflected = sa.Table(table, sa.MetaData(), autoload_with=conn)
+        names = [c.name for c in reflected.columns]
+        return (
+            sa.table(reflected.name, *(sa.column(n) for n in names)),
+            names,
+            (f"表 {table} ", f"table {table}"),
+        )
+    assert query is not None
+    body = query.strip().rstrip(";")
+    probe = sa.select(sa.text("*")).select_from(sa.text(body).columns().subquery("src"))
+    names = list(conn.execute(probe.where(sa.false())).keys())
+    return (
+        sa.text(body).columns(*(sa.column(n) for n in names)).subquery("src"),
+        names,
+        ("查询结果", "the query"),
+    )
+
+
 def _find(names: list[str], wanted: str, source: tuple[str, str], url: str) -> str:
     """The source's name for column ``wanted`` (exact, else the one case-insensitive match)."""
     if wanted in names:
@@ -374,19 +399,7 @@ def read_sql_incremental(
         engine, conn = _connect(url, connect_args)
         arrow = None
         try:
-            if table:
-                reflected = sa.Table(table, sa.MetaData(), autoload_with=conn)
-                names = [c.name for c in reflected.columns]
-                # Untyped columns: values come back as the driver reads them, no SQLAlchemy conversion.
-                src: sa.FromClause = sa.table(reflected.name, *(sa.column(n) for n in names))
-                source = (f"表 {table} ", f"table {table}")
-            else:
-                assert query is not None
-                body = query.strip().rstrip(";")
-                probe = sa.select(sa.text("*")).select_from(sa.text(body).columns().subquery("src"))
-                names = list(conn.execute(probe.where(sa.false())).keys())
-                src = sa.text(body).columns(*(sa.column(n) for n in names)).subquery("src")
-                source = ("查询结果", "the query")
+            src, names, source = _source(conn, table, query)
             c = src.c[_find(names, cursor_column, source, url)]
             k = src.c[_find(names, key_column, source, url)]
             select = sa.select(*src.c)
@@ -471,18 +484,7 @@ def read_sql_keys(
     with _translated(url, table):
         engine, conn = _connect(url, connect_args)
         try:
-            if table:
-                reflected = sa.Table(table, sa.MetaData(), autoload_with=conn)
-                names = [c.name for c in reflected.columns]
-                src: sa.FromClause = sa.table(reflected.name, *(sa.column(n) for n in names))
-                source = (f"表 {table} ", f"table {table}")
-            else:
-                assert query is not None
-                body = query.strip().rstrip(";")
-                probe = sa.select(sa.text("*")).select_from(sa.text(body).columns().subquery("src"))
-                names = list(conn.execute(probe.where(sa.false())).keys())
-                src = sa.text(body).columns(*(sa.column(n) for n in names)).subquery("src")
-                source = ("查询结果", "the query")
+            src, names, source = _source(conn, table, query)
             k = src.c[_find(names, key_column, source, url)]
             sample = conn.execute(sa.select(k).where(k.is_not(None)).limit(1)).scalar()
             for start in range(0, len(keys), 500):

@@ -22,7 +22,7 @@ from tongban.core.store.vault import INDEXED, SEALED, index_column
 if TYPE_CHECKING:
     from tongban.core.store.library import Library
 
-__all__ = ["LOOKUP_LIMIT", "find", "searchable"]
+__all__ = ["LOOKUP_LIMIT", "find", "opened_matches", "probe", "searchable"]
 
 #: The most records one lookup returns (a holder can hold many licenses; page past this by key).
 LOOKUP_LIMIT = 1000
@@ -76,8 +76,26 @@ def find(
     else:
         with library.connect() as own:
             rows = [dict(r) for r in own.execute(stmt).mappings()]
+    return opened_matches(library, dataset, field, value, rows)
+
+
+def probe(library: Library, dataset: str, field: str, value: str) -> tuple[str, str]:
+    """The column to compare and the value to compare it with: a sealed indexed field's keyed hash,
+    else the field itself (StoreError LOOKUP_FIELD for a field that cannot be looked up)."""
+    if field not in searchable(dataset):
+        find(library, dataset, field, value, limit=1)  # raises LOOKUP_FIELD with its message
+    if field in INDEXED.get(dataset, ()):
+        return index_column(field), library.keyring().index(value)
+    return field, value
+
+
+def opened_matches(
+    library: Library, dataset: str, field: str, value: str, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Raw rows found by :func:`probe`'s comparison, their sealed fields opened; for a keyed hash, only
+    those whose opened value says the same (trimmed and upper-cased)."""
     opened = [library.open_row(dataset, r) for r in rows]
-    if indexed:  # the keyed hash found them; the opened value must say the same
+    if field in INDEXED.get(dataset, ()):
         wanted = value.strip().upper()
         opened = [r for r in opened if str(r.get(field) or "").strip().upper() == wanted]
     return opened

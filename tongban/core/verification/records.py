@@ -124,6 +124,10 @@ def find(
     sealed fields opened."""
     if dataset not in schemas.DATASETS or field not in schemas.get(dataset).names:
         raise ValueError(f"no field {field} in {dataset}")
+    column, wanted = lookup.probe(library, dataset, field, value)
+    fast = _raw(library, dataset, column, wanted, schemas.get(dataset).key, limit)
+    if fast is not None:  # a SQLite file: read without SQLAlchemy's per-statement work, then opened
+        return lookup.opened_matches(library, dataset, field, value, fast)
     return _reading(library, lambda conn: lookup.find(library, dataset, field, value, limit=limit, conn=conn))
 
 
