@@ -448,3 +448,37 @@ def test_record_failure_counts_run_attempts(lib: Library) -> None:
     Edge(lib).load([resident(1)])  # a successful load resolves the edge's failed runs
     assert lib.failure(first)["state"] == "resolved"
     assert lib.failures(kind="run") == []
+
+
+def test_rows_sealed_beforehand_are_used_only_under_the_active_key(lib: Library) -> None:
+    """An overlapped run seals a batch on its checker thread: the load takes those envelopes when the
+    key that sealed them is still active in its transaction, and seals the rows again when it is not."""
+    from tongban.core.store.sealed import seal_table
+
+    ring = lib.keyring()
+    rows = batch("population", [resident(1), resident(2)], A, "pre-1")
+    # Sealed from other names: which envelopes were stored shows which path the load took.
+    decoy = batch("population", [resident(1, name="预封一"), resident(2, name="预封二")], A, "pre-1")
+    sealed_decoy = seal_table(ring, "population", decoy)
+
+    def load(batch_id: str, prev: str, presealed: tuple[str, pa.Table]) -> None:
+        lib.load_batch(
+            edge=EDGE,
+            dataset="population",
+            source=A,
+            manifest_json='{"test": true}',
+            manifest_hash=batch_id * 4,
+            batch_id=batch_id,
+            prev_hash=prev,
+            rows=rows,
+            rejected=[],
+            cursor=None,
+            presealed=presealed,
+        )
+
+    load("pre-1", "", ("not-the-active-key", sealed_decoy))
+    assert lib.record("population", key(1))["name"] == resident(1)["name"]  # sealed again, from rows
+    with lib.engine.begin() as c:
+        c.exec_driver_sql("DELETE FROM population")
+    load("pre-2", "pre-1" * 4, (ring.active, sealed_decoy))
+    assert lib.record("population", key(1))["name"] == "预封一"  # the envelopes sealed beforehand

@@ -225,12 +225,14 @@ def apply_batch(
     rejected: list[FailedRow],
     totals: dict[str, int],
     prepared: pa.Table | None = None,
+    presealed: tuple[str, pa.Table] | None = None,
 ) -> bool:
     """Verify one sealed batch (key, signature, binding, chain, root, owners) and apply it in one
     transaction with its failed rows and its cursor; counts go into ``totals``. A batch that fails
     verification is kept as a failed transfer and stops the run (SyncError). ``prepared``: the rows
     with their meta columns, built beforehand by :func:`rows_with_meta` from this very ``table``,
-    ``leaves`` and ``manifest`` (an overlapped run builds them on its checker thread). Returns whether
+    ``leaves`` and ``manifest`` (an overlapped run builds them on its checker thread), and
+    ``presealed`` those rows sealed there too (see :meth:`Library.load_batch`). Returns whether
     the batch was loaded (False: it had been already)."""
     edge = plan.edge
     if lib.loaded(manifest.batch_id, edge.id, manifest.hash):
@@ -277,6 +279,7 @@ def apply_batch(
             rows=rows,
             rejected=rejected,
             cursor=manifest.cursor_to,
+            presealed=presealed,
         )
     except StoreError as exc:
         raise SyncError(exc.code, exc.message_zh, exc.message_en, exc.where) from None

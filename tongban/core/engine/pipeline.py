@@ -69,6 +69,7 @@ from tongban.core.engine.records import (
 from tongban.core.engine.sealing import Sealer
 from tongban.core.engine.validation import PartValidator
 from tongban.core.store import FailedRow
+from tongban.core.store.sealed import seal_table
 from tongban.core.trust.manifest import Manifest, schema_fingerprint
 
 __all__ = ["IN_FLIGHT", "overlapped", "sync_overlapped"]
@@ -250,21 +251,27 @@ def _sync(
                 rows = rows_with_meta(
                     plan, table, leaves, entry.manifest["batch_id"], entry.manifest["source"]
                 )
-                put((raw.num_rows, entry, table, leaves, lines, rows))
+                # Sealed here too, off the loader's path; the loader uses it if the key that sealed it is
+                # still the active one in its transaction (a rotation meanwhile: it seals again).
+                ring = target.keyring()
+                presealed = (ring.active, seal_table(ring, plan.dataset, rows)) if rows.num_rows else None
+                put((raw.num_rows, entry, table, leaves, lines, rows, presealed))
 
     checker = _Stage("check", validate_and_seal, stop)
     totals = dict.fromkeys((*COUNTERS, "duplicates"), 0)
     reader.thread.start()
     checker.thread.start()
     try:
-        for n, entry, table, leaves, lines, rows in _take(checker, stop):
+        for n, entry, table, leaves, lines, rows, presealed in _take(checker, stop):
             check(cancel)  # between batches: each batch's transaction is whole or absent
             manifest = Manifest.from_json(json.dumps(entry.manifest))
             rejected = [
                 FailedRow(r["row"], r["key"], r["codes"], r["zh"], r["en"], r["payload"], r["where"])
                 for r in lines
             ]
-            apply_batch(ex, plan, target, trust, schema_id, manifest, table, leaves, rejected, totals, rows)
+            apply_batch(
+                ex, plan, target, trust, schema_id, manifest, table, leaves, rejected, totals, rows, presealed
+            )
             if on_rows:
                 on_rows(n)
     except _Stopped:

@@ -449,8 +449,13 @@ class Library(Merge, Failures):
         rows: pa.Table,
         rejected: Sequence[FailedRow],
         cursor: dict[str, Any] | None,
+        presealed: tuple[str, pa.Table] | None = None,
     ) -> LoadResult:
         """Apply one verified batch in one transaction (see the module docstring).
+
+        ``presealed``: the same rows already sealed, and the id of the data key that sealed them (an
+        overlapped run seals on its checker thread); used when that key is still the active one inside
+        this transaction, else the rows are sealed here under the key that is.
 
         ``rows`` holds the dataset's fields plus the :data:`META_COLUMNS`; ``prev_hash`` must still be
         the edge's last manifest hash when the transaction starts, else StoreError BATCH_CHAIN (another
@@ -478,7 +483,14 @@ class Library(Merge, Failures):
             seq = self.next_seq(conn)
             ring = self.keyring(conn)
             if rows.num_rows:
-                rows = sealed.seal_table(ring, dataset, rows)
+                if (
+                    presealed is not None
+                    and presealed[0] == ring.active
+                    and presealed[1].num_rows == rows.num_rows
+                ):
+                    rows = presealed[1]
+                else:
+                    rows = sealed.seal_table(ring, dataset, rows)
                 stamp = pa.repeat(pa.scalar(seq, pa.int64()), rows.num_rows)
                 if SEQ in rows.column_names:
                     rows = rows.set_column(rows.column_names.index(SEQ), SEQ, stamp)
