@@ -8,23 +8,17 @@ import sys
 from typing import Any, TextIO
 
 from schemas.errors import TongbanError
-from tongban.cli.common import ExitCode, add_command, add_config_args, json_line, load_config, report_error
+from tongban.cli.common import ExitCode, add_command, add_config_args, json_line, node_library, report_error
 
 __all__ = ["cmd_audit", "register"]
 
 
 def cmd_audit(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    from tongban.core import engine
     from tongban.core.audit import AuditLog, verify_log, write_checkpoint
     from tongban.core.trust import KeyStore, TrustList
 
     try:
-        ex = load_config(args)
-        node = args.node or ex.trust_root
-        ex.node(node)
-        with engine.Libraries(ex) as libs:
-            lib = libs.get(node)
-            lib.migrate()
+        with node_library(args) as (ex, node, lib):
             log = AuditLog(lib.engine)
             if args.action == "checkpoint":
                 point = write_checkpoint(log, KeyStore(ex.keys_dir), node)

@@ -12,7 +12,7 @@ import contextlib
 import difflib
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -122,6 +122,21 @@ def load_config(args: argparse.Namespace) -> Any:
             file=sys.stderr,
         )
     return ex
+
+
+@contextlib.contextmanager
+def node_library(args: argparse.Namespace) -> Iterator[tuple[Any, str, Any]]:
+    """The exchange, the node (``--node``, else the root) and its library brought to the current schema,
+    for the commands that act on one node's library; the library is closed afterwards."""
+    from tongban.core import engine
+
+    ex = load_config(args)
+    node = args.node or ex.trust_root
+    ex.node(node)
+    with engine.Libraries(ex) as libs:
+        lib = libs.get(node)
+        lib.migrate()
+        yield ex, node, lib
 
 
 # -- output -----------------------------------------------------------------------------------------

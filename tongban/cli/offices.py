@@ -8,22 +8,15 @@ import sys
 from typing import Any, TextIO
 
 from schemas.errors import TongbanError
-from tongban.cli.common import ExitCode, add_command, add_config_args, json_line, load_config, report_error
+from tongban.cli.common import ExitCode, add_command, add_config_args, json_line, node_library, report_error
 
 __all__ = ["cmd_offices", "register"]
 
 
 def cmd_offices(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban offices add|list|revoke|rotate."""
-    from tongban.core import engine
-
     try:
-        ex = load_config(args)
-        node = args.node or ex.trust_root
-        ex.node(node)
-        with engine.Libraries(ex) as libs:
-            lib = libs.get(node)
-            lib.migrate()
+        with node_library(args) as (_, _, lib):
             {"add": _add, "list": _list, "revoke": _revoke, "rotate": _rotate}[args.action](lib, args, out)
     except TongbanError as exc:
         return report_error(exc, as_json=args.json, out=out)

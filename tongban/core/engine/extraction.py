@@ -143,21 +143,7 @@ def _extract(
             if on_rows:
                 on_rows(n)
 
-    write(
-        run / "run.json",
-        RunRecord(
-            edge=edge.id,
-            dataset=plan.dataset,
-            source=edge.source,
-            source_kind=edge.source_kind,
-            target=edge.target,
-            run_id=run.name,
-            started_at=datetime.fromtimestamp(started, UTC).isoformat(),
-            started_epoch=started,
-            full=full,
-            cursor_from=after.to_json() if after else None,
-        ),
-    )
+    write(run / "run.json", run_record(plan, run, started, full, after))
     write(run / "extract.json", ExtractRecord(total, parts, quarantined, left))
     last = next((b.cursor for part in reversed(parts) for b in reversed(part.batches) if b.cursor), None)
     logs.event(
@@ -174,6 +160,23 @@ def _extract(
         seconds=round(time.time() - started, 3),
     )
     return uri(run)
+
+
+def run_record(plan: Plan, run: Path, started: float, full: bool, after: Cursor | None) -> RunRecord:
+    """What ``run.json`` says of a run: its edge, when it started, and the cursor it reads from."""
+    edge = plan.edge
+    return RunRecord(
+        edge=edge.id,
+        dataset=plan.dataset,
+        source=edge.source,
+        source_kind=edge.source_kind,
+        target=edge.target,
+        run_id=run.name,
+        started_at=datetime.fromtimestamp(started, UTC).isoformat(),
+        started_epoch=started,
+        full=full,
+        cursor_from=after.to_json() if after else None,
+    )
 
 
 def sql_source(

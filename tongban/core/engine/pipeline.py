@@ -45,7 +45,7 @@ from tongban.core.config import Exchange
 from tongban.core.engine import spool
 from tongban.core.engine.arrowio import PartWriter
 from tongban.core.engine.base import check, uri
-from tongban.core.engine.extraction import sql_source
+from tongban.core.engine.extraction import run_record, sql_source
 from tongban.core.engine.interrupt import CancelToken
 from tongban.core.engine.libraries import Libraries
 from tongban.core.engine.loading import (
@@ -61,7 +61,6 @@ from tongban.core.engine.records import (
     BatchInfo,
     ExtractPart,
     ExtractRecord,
-    RunRecord,
     SealRecord,
     ValidateRecord,
     write,
@@ -197,18 +196,7 @@ def _sync(
     after = Cursor.from_json(state["cursor"]) if state and state.get("cursor") else None
     if edge.source_kind == "node" and after is not None and not isinstance(after.value, int):
         after = None  # a cursor from before load sequence numbers: read the child whole, once
-    meta = RunRecord(
-        edge=edge.id,
-        dataset=plan.dataset,
-        source=edge.source,
-        source_kind=edge.source_kind,
-        target=edge.target,
-        run_id=run.name,
-        started_at=datetime.fromtimestamp(started, UTC).isoformat(),
-        started_epoch=started,
-        full=full,
-        cursor_from=after.to_json() if after else None,
-    )
+    meta = run_record(plan, run, started, full, after)
     write(run / "run.json", meta)  # first: an unfinished run is abandoned by its start time
     stream = sql_source(ex, plan, libs, after, full=full)
     trust = trusted_list(ex, target)
