@@ -345,3 +345,19 @@ def test_a_second_tongban_sync_is_refused_before_it_touches_any_edge(
         release.set()
         t.join()
     assert _cli(capsys, "sync", "--config", str(w.root / "exchange.yaml"))[0] == 0
+
+
+def test_a_load_retried_after_its_commit_answers_the_same_summary(make_world: Any, h: Any) -> None:
+    """A worker killed just after the load committed: Airflow runs the task again on a folder that
+    keeps only the summary. The retry answers that summary and loads nothing twice."""
+    from tongban.core import engine
+
+    world = make_world({h.A: h.QINGHAI})
+    world.registers[h.A].put(h.people(h.A, 5))
+    uri = engine.extract(world.ex, world.system_edge(h.A))
+    engine.validate(world.ex, uri)
+    engine.seal(world.ex, uri)
+    first = engine.load(world.ex, uri)
+    again = engine.load(world.ex, uri)
+    assert again == first and first["inserted"] == 5
+    assert world.lib(h.A).count("population") == 5

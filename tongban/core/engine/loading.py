@@ -75,6 +75,10 @@ def load(
     only the summary (``keep_files`` keeps the step files, for tests and benchmarks).
     """
     run = path_of(run_uri)
+    if (run / spool.SUMMARY).exists() and not (run / "run.json").exists():
+        # The run committed and kept only its summary: this is a retry of a task whose worker died
+        # after the commit (Airflow runs it again). Loading is done; the answer is the same summary.
+        return read(run / spool.SUMMARY, LoadSummary).as_dict()
     meta = read(run / "run.json", RunRecord)
     plan = plan_for(ex, meta.edge)
     started = time.monotonic()
