@@ -112,3 +112,104 @@ def test_oversized_fields_are_refused_whole(log: AuditLog) -> None:
         log.append("office:a", "verify", detail={"blob": "x" * 10_000})
     assert err.value.code == "AUDIT_INVALID"
     assert log.entries() == []
+
+
+# -- group commit (the server's writer) ---------------------------------------------------------------
+
+
+def _writer_child(url: str, k: int, n: int) -> None:  # pragma: no cover - runs in a child process
+    import asyncio
+
+    from tongban.core.audit.writer import AuditWriter
+
+    writer = AuditWriter(AuditLog(sa.create_engine(url)))
+
+    async def run() -> None:
+        await asyncio.gather(
+            *(writer.append_async(f"office:p{k}", "verify", subject=f"{k}:{i}") for i in range(n))
+        )
+
+    asyncio.run(run())
+
+
+def test_group_commits_from_two_processes_keep_one_chain(log: AuditLog) -> None:
+    """Two servers' writers (the SQLite driver path, batches of many) append to one log at once: one
+    unbroken chain holding every entry once, interleaved with a one-by-one appender."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    url = log.engine.url.render_as_string(hide_password=False)
+    procs = [ctx.Process(target=_writer_child, args=(url, k, 150)) for k in range(2)]
+    for p in procs:
+        p.start()
+    fill(log, 20)
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    entries = log.entries(limit=10_000)
+    assert len(entries) == 320
+    assert [e.seq for e in entries] == list(range(1, 321))
+    subjects = [e.subject for e in entries if e.subject]
+    assert sorted(subjects) == sorted(f"{k}:{i}" for k in range(2) for i in range(150))
+    assert log.verify() is None
+
+
+def test_writer_batches_chain_exactly_as_one_by_one(log: AuditLog) -> None:
+    import asyncio
+
+    from tongban.core.audit.writer import AuditWriter
+
+    writer = AuditWriter(log)
+
+    async def run() -> list:
+        return await asyncio.gather(
+            *(writer.append_async("office:a", "verify", subject=str(i), detail={"i": i}) for i in range(40))
+        )
+
+    answered = asyncio.run(run())
+    stored = log.entries(limit=100)
+    assert [e.as_dict() for e in answered] == [e.as_dict() for e in stored]
+    assert all(entry_hash(e) == e.hash for e in stored)
+    assert stored[0].prev_hash == GENESIS and log.verify() is None
+    # The thread path too, after the coroutine path, on the same chain.
+    assert writer.append("office:b", "verify").prev_hash == stored[-1].hash
+
+
+def test_a_bad_entry_in_a_batch_refuses_only_itself(log: AuditLog) -> None:
+    import asyncio
+
+    from tongban.core.audit.writer import AuditWriter
+
+    writer = AuditWriter(log)
+
+    async def run() -> list:
+        calls = [writer.append_async("office:a", "verify", subject=str(i)) for i in range(10)]
+        calls.insert(5, writer.append_async("x" * 500, "verify"))
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    answers = asyncio.run(run())
+    refused = [a for a in answers if isinstance(a, TongbanError)]
+    assert [a.code for a in refused] == ["AUDIT_INVALID"]
+    assert len(log.entries(limit=100)) == 10 and log.verify() is None
+
+
+def test_a_log_that_cannot_be_written_answers_audit_busy(tmp_path: Path) -> None:
+    """The database is gone (here: a library without its tables): every waiting request gets a coded
+    AUDIT_BUSY, none hangs, and the writer goes on for the next batch."""
+    import asyncio
+
+    from tongban.core.audit.writer import AuditWriter
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    writer = AuditWriter(AuditLog(engine))
+
+    async def run() -> list:
+        return await asyncio.gather(
+            *(writer.append_async("office:a", "verify") for _ in range(5)), return_exceptions=True
+        )
+
+    answers = asyncio.run(run())
+    assert [getattr(a, "code", None) for a in answers] == ["AUDIT_BUSY"] * 5
+    with pytest.raises(TongbanError) as err:
+        writer.append("office:a", "verify")
+    assert err.value.code == "AUDIT_BUSY"

@@ -2,15 +2,18 @@
 whatever has queued up in one transaction (:meth:`AuditLog.append_many`) and then releases every waiting
 request. A request still returns only after its entry is committed — the audit is as synchronous as one
 append per request — but a thousand requests a second cost a few commits, not a thousand.
+
+The hand-offs are per batch, not per entry: a coroutine's entry is settled with the rest of its batch in
+one call into its event loop, and a thread's waits on an event made only for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.errors import TongbanError
@@ -23,28 +26,33 @@ _WAIT = 30.0
 _LINGER = 0.002  # seconds the writer waits for more entries before it commits
 
 
-@dataclass
+def _busy(why: str = "the audit log did not commit in time") -> TongbanError:
+    return TongbanError("AUDIT_BUSY", "审计日志写入超时", why, "audit_log")
+
+
 class _Pending:
-    item: dict[str, Any]
-    done: threading.Event = field(default_factory=threading.Event)
-    entry: AuditEntry | None = None
-    error: TongbanError | None = None
-    future: asyncio.Future[AuditEntry] | None = None
+    """One queued entry: its fields, then its entry or error; a future (coroutines) or an event (threads)."""
 
-    def finish(self) -> None:
-        self.done.set()
-        future = self.future
-        if future is not None:
-            future.get_loop().call_soon_threadsafe(_settle, future, self.entry, self.error)
+    __slots__ = ("done", "entry", "error", "future", "item")
+
+    def __init__(self, item: dict[str, Any], future: asyncio.Future[AuditEntry] | None) -> None:
+        self.item = item
+        self.future = future
+        self.done = None if future is not None else threading.Event()
+        self.entry: AuditEntry | None = None
+        self.error: TongbanError | None = None
 
 
-def _settle(future: asyncio.Future[AuditEntry], entry: AuditEntry | None, error: TongbanError | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(entry)  # type: ignore[arg-type]
+def _settle_all(batch: list[_Pending]) -> None:
+    """In the event loop: resolve the futures of one batch."""
+    for p in batch:
+        future = p.future
+        if future is None or future.done():
+            continue
+        if p.error is not None:
+            future.set_exception(p.error)
+        else:
+            future.set_result(p.entry)  # type: ignore[arg-type]
 
 
 class AuditWriter:
@@ -58,13 +66,11 @@ class AuditWriter:
 
     def append(self, actor: str, action: str, **fields: Any) -> AuditEntry:
         """Queue one entry and wait until it is committed (TongbanError if it could not be)."""
-        pending = _Pending({"actor": actor, "action": action, **fields})
-        self._ensure_thread()
-        self._queue.put(pending)
+        pending = _Pending({"actor": actor, "action": action, **fields}, None)
+        self._put(pending)
+        assert pending.done is not None
         if not pending.done.wait(_WAIT):
-            raise TongbanError(
-                "AUDIT_BUSY", "审计日志写入超时", "the audit log did not commit in time", "audit_log"
-            )
+            raise _busy()
         if pending.error is not None:
             raise pending.error
         assert pending.entry is not None
@@ -72,22 +78,22 @@ class AuditWriter:
 
     async def append_async(self, actor: str, action: str, **fields: Any) -> AuditEntry:
         """:meth:`append` for a coroutine: it awaits the commit instead of holding a thread."""
-        pending = _Pending({"actor": actor, "action": action, **fields})
-        pending.future = asyncio.get_running_loop().create_future()
-        self._ensure_thread()
-        self._queue.put(pending)
+        future: asyncio.Future[AuditEntry] = asyncio.get_running_loop().create_future()
+        self._put(_Pending({"actor": actor, "action": action, **fields}, future))
         try:
-            return await asyncio.wait_for(pending.future, _WAIT)
+            async with asyncio.timeout(_WAIT):
+                return await future
         except TimeoutError:
-            raise TongbanError(
-                "AUDIT_BUSY", "审计日志写入超时", "the audit log did not commit in time", "audit_log"
-            ) from None
+            raise _busy() from None
 
-    def _ensure_thread(self) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="tongban-audit", daemon=True)
-                self._thread.start()
+    def _put(self, pending: _Pending) -> None:
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="tongban-audit", daemon=True)
+                    self._thread.start()
+        self._queue.put(pending)
 
     def _run(self) -> None:
         while True:
@@ -100,6 +106,7 @@ class AuditWriter:
                 except queue.Empty:
                     break
             self._write(batch)
+            self._finish(batch)
 
     def _write(self, batch: list[_Pending]) -> None:
         try:
@@ -108,10 +115,11 @@ class AuditWriter:
             # One bad entry must not sink the others: write them one by one, each with its own answer.
             for p in batch:
                 try:
-                    p.entry = self.log.append(**p.item)
+                    p.entry = self.log.append_many([p.item])[0]
                 except TongbanError as exc:
                     p.error = exc
-                p.finish()
+                except Exception as exc:
+                    p.error = _busy(f"the audit log cannot be written ({type(exc).__name__})")
             return
         except Exception as exc:  # the database went away: every waiting request gets a coded error
             error = TongbanError(
@@ -122,8 +130,19 @@ class AuditWriter:
             )
             for p in batch:
                 p.error = error
-                p.finish()
             return
         for p, entry in zip(batch, entries, strict=True):
             p.entry = entry
-            p.finish()
+
+    @staticmethod
+    def _finish(batch: list[_Pending]) -> None:
+        """Wake the waiters: one call into each event loop with entries in the batch, each thread's event."""
+        loops: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        for p in batch:
+            if p.future is not None:
+                loops.setdefault(p.future.get_loop(), []).append(p)
+            elif p.done is not None:
+                p.done.set()
+        for loop, waiting in loops.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there any more
+                loop.call_soon_threadsafe(_settle_all, waiting)
