@@ -118,9 +118,11 @@ class Dataset:
     key_checks: Callable[[Checker], None]  # run first: they may normalize the key (15-digit IDs)
     checks: Callable[[Checker], None]  # the rest, run while duplicate keys are looked for
     _by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
+    _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {f.name: f for f in self.fields})
+        object.__setattr__(self, "_names", tuple(f.name for f in self.fields))
         if self.key not in self._by_name or self.owner_field not in self._by_name:
             raise ValueError(f"{self.name}: key and owner field must be fields of the dataset")
 
@@ -131,7 +133,7 @@ class Dataset:
     @property
     def names(self) -> list[str]:
         """Canonical column names, in order."""
-        return [f.name for f in self.fields]
+        return list(self._names)
 
     @property
     def required(self) -> list[str]:

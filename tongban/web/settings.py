@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,10 @@ def session_secret(keys_dir: Path) -> bytes:
         return path.read_bytes()
 
 
+#: Seconds between looks at where the node's library is (its URL from the environment or a connection).
+_LIBRARY_RECHECK = 30.0
+
+
 @dataclass
 class WebSettings:
     """The app's configuration; areas read what they need from it (``request.app.state.settings``)."""
@@ -63,8 +68,13 @@ class WebSettings:
 
     @property
     def library(self) -> Library:
-        """The node's library (opened on first use)."""
-        return self.libraries.get(self.node)
+        """The node's library (opened on first use; its URL looked up again after a while, not on every
+        request: a URL from a connection may cost a round trip)."""
+        now = time.monotonic()
+        held = self.extra.get("_library")
+        if held is None or now - held[0] > _LIBRARY_RECHECK:  # type: ignore[index]
+            held = self.extra["_library"] = (now, self.libraries.get(self.node))
+        return held[1]  # type: ignore[index,no-any-return]
 
     @property
     def audit(self) -> AuditLog:

@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,11 @@ __all__ = ["DIVISION_FIELD", "Scope"]
 #: The field naming a record's division, per dataset.
 DIVISION_FIELD = {"license": "division", "business": "division", "population": "household_division"}
 _DIVISION = re.compile(r"^\d{6}$")
+
+
+@functools.cache
+def _known_fields() -> frozenset[str]:
+    return frozenset(n for d in schemas.DATASETS.values() for n in d.names)
 
 
 def _prefix(code: str) -> str:
@@ -67,8 +73,7 @@ class Scope:
         if any(not isinstance(d, str) or not _DIVISION.match(d) for d in divisions):
             raise bad("行政区划应为 6 位代码", "divisions must be 6-digit codes")
         reveal = tuple(data.get("reveal") or ())
-        known = {n for d in schemas.DATASETS.values() for n in d.names}
-        if any(r not in known for r in reveal):
+        if any(r not in _known_fields() for r in reveal):
             raise bad("reveal 含未知字段", "reveal names an unknown field")
         if not isinstance(data.get("search", False), bool):
             raise bad("search 应为 true 或 false", "search must be true or false")

@@ -7,7 +7,7 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Security
 from fastapi.responses import JSONResponse
 
 from schemas.errors import TongbanError
@@ -33,7 +33,7 @@ __all__ = ["router", "run_verify"]
 
 router = APIRouter(prefix="/v1", tags=["verify"], responses=ERRORS)
 
-Caller = Annotated[OfficeCaller, Depends(office_caller)]
+Caller = Annotated[OfficeCaller, Security(office_caller)]
 Settings = Annotated[WebSettings, Depends(web_settings)]
 TheVerifier = Annotated[Verifier, Depends(verifier)]
 
