@@ -213,3 +213,50 @@ def test_a_log_that_cannot_be_written_answers_audit_busy(tmp_path: Path) -> None
     with pytest.raises(TongbanError) as err:
         writer.append("office:a", "verify")
     assert err.value.code == "AUDIT_BUSY"
+
+
+def test_a_held_write_lock_never_stalls_the_event_loop(log: AuditLog) -> None:
+    """Another writer (a sync's load, an operator's command) holds the library's write lock: entries
+    written from the event loop do not wait for it there — the loop keeps running (a ticker keeps
+    ticking) — and every entry is committed, chained, once the lock is let go."""
+    import asyncio
+    import sqlite3
+    import time
+
+    from tongban.core.audit.writer import AuditWriter
+
+    writer = AuditWriter(log)
+    holder = sqlite3.connect(log.sqlite_path() or "", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    async def run() -> tuple[list, int, float]:
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        async def release() -> None:
+            await asyncio.sleep(0.5)
+            holder.execute("COMMIT")
+
+        tick = asyncio.create_task(ticker())
+        started = time.monotonic()
+        rel = asyncio.create_task(release())
+        answers = await asyncio.gather(
+            *(writer.append_async("office:a", "verify", subject=str(i)) for i in range(20))
+        )
+        waited = time.monotonic() - started
+        stop.set()
+        await asyncio.gather(tick, rel)
+        return answers, ticks, waited
+
+    answers, ticks, waited = asyncio.run(run())
+    holder.close()
+    assert waited >= 0.45  # they were committed only after the lock was let go
+    assert ticks >= 20  # the loop ran all along (a blocked loop would tick once or twice)
+    assert sorted(int(a.subject) for a in answers) == list(range(20))
+    assert len(log.entries(limit=100)) == 20 and log.verify() is None

@@ -137,6 +137,9 @@ def create_app(settings: WebSettings) -> FastAPI:
         try:
             yield
         finally:
+            writer = getattr(app.state, "audit", None)  # the audit writer of an area that keeps one
+            if writer is not None:
+                writer.close()
             settings.libraries.dispose()
 
     app = FastAPI(

@@ -6,8 +6,10 @@ import contextlib
 import datetime
 import hashlib
 import json
+import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,7 +20,22 @@ from schemas.errors import TongbanError
 from tongban.core.store.tables import TABLES
 from tongban.core.trust.canonical import rfc8785_bytes
 
-__all__ = ["GENESIS", "AuditEntry", "AuditLog", "AuditProblem", "entry_hash"]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX: SQLite's own busy wait alone
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "GENESIS",
+    "AuditEntry",
+    "AuditLog",
+    "AuditProblem",
+    "Prepared",
+    "SqliteChain",
+    "WouldBlock",
+    "entry_hash",
+    "prepare",
+]
 
 #: The ``prev_hash`` of the first entry.
 GENESIS = "0" * 64
@@ -103,7 +120,7 @@ class AuditLog:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self.table = TABLES["audit_log"]
-        self._raw: Any = None  # the pooled driver connection of the SQLite write path
+        self._raw: dict[bool, SqliteChain] = {}  # the SQLite write paths' own connections (waiting or not)
         self._raw_lock = threading.Lock()
 
     def append(
@@ -163,15 +180,24 @@ class AuditLog:
         """Add several entries (each the keyword arguments of :meth:`append`) in one transaction, chained
         in order: one commit for many requests (a group commit), the chain exactly as one by one.
 
-        On a SQLite file the entries go through one driver connection this log keeps for its writes
-        (``BEGIN IMMEDIATE``: the write lock is held from the start, so the head read inside the
-        transaction stays the head); elsewhere through the engine, a lost race retried.
+        On a SQLite file the entries go through :class:`SqliteChain` (one connection of its own);
+        elsewhere through the engine, a lost race retried.
         """
-        if not items:
+        return self.append_rows([prepare(item) for item in items])
+
+    def append_rows(self, rows: list[Prepared], *, wait: bool = True) -> list[AuditEntry]:
+        """:meth:`append_many` for entries already checked by :func:`prepare`.
+
+        ``wait=False`` (a SQLite file only) never waits for the write lock: :class:`WouldBlock` when
+        another writer holds it, so an event loop can try a write without stalling.
+        """
+        if not rows:
             return []
-        rows = [_prepared(item) for item in items]
-        if self._raw_writes():
-            return self._append_sqlite(rows)
+        path = self.sqlite_path()
+        if path is not None:
+            return self._chain(path, wait).append_rows(rows)
+        if not wait:
+            raise WouldBlock("only a SQLite log is written without waiting")
         t = self.table
         for _ in range(_RETRIES):
             with self.engine.begin() as conn:
@@ -190,41 +216,31 @@ class AuditLog:
             "audit_log",
         )
 
-    def _raw_writes(self) -> bool:
+    def sqlite_path(self) -> str | None:
+        """The library file, where the log is in a SQLite file (the driver write path applies)."""
         url = self.engine.url
-        return (
-            self.engine.dialect.name == "sqlite"
-            and url.database not in (None, "", ":memory:")
-            and not (url.database or "").startswith("file:")
-        )
+        database = url.database or ""
+        if (
+            self.engine.dialect.name != "sqlite"
+            or database in ("", ":memory:")
+            or database.startswith("file:")
+        ):
+            return None
+        return database
 
-    def _append_sqlite(self, rows: list[tuple[dict[str, Any], dict[str, Any], str]]) -> list[AuditEntry]:
+    def _chain(self, path: str, wait: bool) -> SqliteChain:
         with self._raw_lock:
-            if self._raw is None:
-                self._raw = self.engine.raw_connection()
-            driver = self._raw.driver_connection
-            try:
-                driver.execute("BEGIN IMMEDIATE")
-                try:
-                    last = driver.execute(_HEAD_SQL).fetchone()
-                    out, records = _chained(rows, last)
-                    driver.executemany(_INSERT_SQL, records)
-                    driver.execute("COMMIT")
-                except BaseException:
-                    if driver.in_transaction:
-                        driver.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error:
-                self.close()  # a fresh connection for the next batch
-                raise
-            return out
+            chain = self._raw.get(wait)
+            if chain is None:
+                chain = self._raw[wait] = SqliteChain(path, wait=wait)
+            return chain
 
     def close(self) -> None:
-        """Give back the connection this log keeps for its SQLite writes (a later write opens another)."""
-        raw, self._raw = self._raw, None
-        if raw is not None:
-            with contextlib.suppress(Exception):
-                raw.invalidate()
+        """Close the connections this log keeps for its SQLite writes (a later write opens others)."""
+        with self._raw_lock:
+            chains, self._raw = list(self._raw.values()), {}
+        for chain in chains:
+            chain.close()
 
     def entries(
         self,
@@ -288,8 +304,17 @@ _HEAD_SQL = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
 _INSERT_SQL = f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
 
-def _prepared(item: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """An entry's checked fields, its detail and the detail as stored (AUDIT_INVALID if too large)."""
+#: An entry checked for writing: its fields, its detail, and the detail as stored.
+Prepared = tuple[dict[str, Any], dict[str, Any], str]
+
+
+class WouldBlock(Exception):
+    """A write that was not to wait found the log's write lock held by another writer."""
+
+
+def prepare(item: dict[str, Any]) -> Prepared:
+    """An entry (the keyword arguments of :meth:`AuditLog.append`) checked for writing: AUDIT_INVALID
+    for a field too long or a detail too large."""
     values = {name: _bounded(name, item.get(name)) for name in FIELDS}
     body = dict(item.get("detail") or {})
     stored = json.dumps(body, ensure_ascii=False, sort_keys=True)
@@ -298,9 +323,7 @@ def _prepared(item: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str
     return values, body, stored
 
 
-def _chained(
-    rows: list[tuple[dict[str, Any], dict[str, Any], str]], last: Any
-) -> tuple[list[AuditEntry], list[tuple[Any, ...]]]:
+def _chained(rows: list[Prepared], last: Any) -> tuple[list[AuditEntry], list[tuple[Any, ...]]]:
     """``rows`` chained after ``last`` (the head's seq and hash, or None): the entries and their rows."""
     seq, prev = (int(last[0]) + 1, last[1]) if last else (1, GENESIS)
     out: list[AuditEntry] = []
@@ -313,6 +336,90 @@ def _chained(
         records.append((seq, fields["at"], *values.values(), stored, prev, digest))
         seq, prev = seq + 1, digest
     return out, records
+
+
+class SqliteChain:
+    """Appends to the ``audit_log`` of the SQLite file ``path`` over one driver connection of its own.
+
+    ``BEGIN IMMEDIATE`` holds the write lock from the start, so the head read inside the transaction
+    stays the head. Writers of several processes (a server's workers) take turns through a lock file
+    beside the library, which wakes the next one at once (SQLite's own busy wait sleeps in steps of up
+    to 100 ms).
+    """
+
+    def __init__(self, path: str, *, wait: bool = True) -> None:
+        self.path = path
+        self.wait = wait
+        self._conn: sqlite3.Connection | None = None
+        self._turns: int | None = None  # the lock file's descriptor (None where it cannot be made)
+        self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        wait = 60 if self.wait else 0
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=wait)
+        # As the library's own connections (tongban.core.store.library): the same durability and hygiene.
+        conn.execute(f"PRAGMA busy_timeout={wait * 1000}")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA secure_delete=ON")
+        if fcntl is not None:
+            with contextlib.suppress(OSError):
+                self._turns = os.open(self.path + "-auditlock", os.O_RDWR | os.O_CREAT, 0o600)
+        return conn
+
+    def append_rows(self, rows: list[Prepared]) -> list[AuditEntry]:
+        """Chain and commit ``rows`` (:class:`WouldBlock` without ``wait`` if another writer has the log)."""
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._connect()
+            conn = self._conn
+            try:
+                with self._turn():
+                    try:
+                        conn.execute("BEGIN IMMEDIATE")
+                    except sqlite3.OperationalError as exc:
+                        if not self.wait and "locked" in str(exc):
+                            raise WouldBlock(str(exc)) from None
+                        raise
+                    try:
+                        out, records = _chained(rows, conn.execute(_HEAD_SQL).fetchone())
+                        conn.executemany(_INSERT_SQL, records)
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+            except sqlite3.Error:
+                self.reopen()  # a fresh connection for the next batch
+                raise
+            return out
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        fd = self._turns
+        if fd is None or fcntl is None:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if self.wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WouldBlock("another writer has the audit log") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def reopen(self) -> None:
+        """Drop the connection (the next batch opens a new one)."""
+        conn, self._conn = self._conn, None
+        fd, self._turns = self._turns, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    close = reopen
 
 
 def _entry(row: Any) -> AuditEntry:
