@@ -30,6 +30,8 @@ __all__ = ["AuditWriter"]
 _MAX_BATCH = 512
 _WAIT = 30.0
 _LINGER = 0.002  # seconds entries gather before they are committed together
+_RETRY = 0.001  # seconds before a loop's write tries again when another writer had the log
+_HAND_OVER = 0.05  # seconds of refused tries after which the writer thread takes the batch over
 
 
 def _busy(why: str = "the audit log did not commit in time", zh: str = "审计日志写入超时") -> TongbanError:
@@ -99,6 +101,7 @@ class AuditWriter:
         self.log = log
         self._in_loop = log.sqlite_path() is not None
         self._gathering: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        self._blocked: dict[asyncio.AbstractEventLoop, float] = {}  # since when a loop's writes are refused
         self._waiting: list[_Pending] = []  # the thread's: appended under _lock, taken whole
         self._arrived = threading.Event()
         self._thread: threading.Thread | None = None
@@ -136,16 +139,28 @@ class AuditWriter:
             raise _busy() from None
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        """In ``loop``: write what gathered there, unless that would wait (then the thread does)."""
+        """In ``loop``: write what gathered there without waiting. Another writer holding the log (the
+        next worker's commit, a fraction of a millisecond) means a try again shortly, with whatever has
+        gathered since; one holding it longer (a sync's load) means the thread takes the batch over."""
         batch = self._gathering.pop(loop, [])
-        for start in range(0, len(batch), _MAX_BATCH):
-            part = batch[start : start + _MAX_BATCH]
+        while batch:
+            part = batch[:_MAX_BATCH]
             try:
                 _write(part, lambda rows: self.log.append_rows(rows, wait=False))
             except WouldBlock:
-                self._put(batch[start:])
+                now = time.monotonic()
+                since = self._blocked.setdefault(loop, now)
+                if now - since >= _HAND_OVER:
+                    self._blocked.pop(loop, None)
+                    self._put(batch)
+                    return
+                later = self._gathering.pop(loop, [])
+                self._gathering[loop] = batch + later  # first in, first chained
+                loop.call_later(_RETRY, self._flush, loop)
                 return
+            self._blocked.pop(loop, None)
             _settle_all(part)
+            batch = batch[_MAX_BATCH:]
 
     def close(self) -> None:
         """Close the log's own connections (a later entry opens them again)."""
