@@ -9,6 +9,7 @@ the office's token from then on (AUTH_REVOKED).
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import hmac
 import json
@@ -66,16 +67,36 @@ def _new_token(code: str) -> str:
     return f"tbo_{code}_{secrets.token_urlsafe(32)}"
 
 
+_OFFICE_COLUMNS = (
+    "code",
+    "name",
+    "scopes",
+    "rate_limit",
+    "created_at",
+    "rotated_at",
+    "revoked_at",
+    "revoked_reason",
+)
+
+
 def _office(row: Any) -> Office:
+    """The office a row describes (read once per version of the row: every token check reads the row,
+    but its scope is parsed and checked again only when the row has changed)."""
+    return _office_of(tuple(row[name] for name in _OFFICE_COLUMNS))
+
+
+@functools.lru_cache(maxsize=1024)
+def _office_of(values: tuple[Any, ...]) -> Office:
+    code, name, scopes, rate_limit, created_at, rotated_at, revoked_at, revoked_reason = values
     return Office(
-        code=row["code"],
-        name=row["name"],
-        scope=Scope.from_dict(json.loads(row["scopes"])),
-        rate_limit=int(row["rate_limit"]),
-        created_at=row["created_at"],
-        rotated_at=row["rotated_at"],
-        revoked_at=row["revoked_at"],
-        revoked_reason=row["revoked_reason"],
+        code=code,
+        name=name,
+        scope=Scope.from_dict(json.loads(scopes)),
+        rate_limit=int(rate_limit),
+        created_at=created_at,
+        rotated_at=rotated_at,
+        revoked_at=revoked_at,
+        revoked_reason=revoked_reason,
     )
 
 

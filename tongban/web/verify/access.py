@@ -5,6 +5,7 @@ metrics of this app, and the audit of every ``/v1`` request (refusals included).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from typing import Any
@@ -82,7 +83,9 @@ def api_error(exc: TongbanError) -> ApiError:
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def _principal(office: offices.Office) -> Principal:
+    """The principal of an office (one per version of its row: the same object while nothing changes)."""
     scopes = {"verify", *(f"dataset:{d}" for d in office.scope.datasets)}
     if office.scope.search:
         scopes.add("search")
