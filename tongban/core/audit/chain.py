@@ -137,7 +137,7 @@ class AuditLog:
         detail: dict[str, Any] | None = None,
     ) -> AuditEntry:
         """Add one entry at the end of the chain and return it."""
-        values = {
+        item = {
             "actor": actor,
             "action": action,
             "subject": subject,
@@ -146,35 +146,9 @@ class AuditLog:
             "claim_digest": claim_digest,
             "result": result,
             "reason": reason,
+            "detail": detail,
         }
-        for name, value in values.items():
-            _bounded(name, value)
-        body = dict(detail or {})
-        if len(json.dumps(body, ensure_ascii=False)) > _DETAIL_MAX:
-            raise TongbanError(
-                "AUDIT_INVALID", "审计详情过大", "the audit entry's detail is too large", "detail"
-            )
-        t = self.table
-        for _ in range(_RETRIES):
-            with self.engine.begin() as conn:
-                last = conn.execute(sa.select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)).first()
-                seq, prev = (int(last[0]) + 1, last[1]) if last else (1, GENESIS)
-                entry = AuditEntry(seq=seq, at=_now(), detail=body, prev_hash=prev, **values)
-                entry = AuditEntry(**{**entry.as_dict(), "hash": entry_hash(entry)})
-                try:
-                    with conn.begin_nested():
-                        row = entry.as_dict()
-                        row["detail"] = json.dumps(body, ensure_ascii=False, sort_keys=True)
-                        conn.execute(t.insert().values(**row))
-                except sa.exc.IntegrityError:
-                    continue
-            return entry
-        raise TongbanError(
-            "AUDIT_BUSY",
-            "审计日志写入冲突过多，请重试",
-            "too many concurrent writers on the audit log; try again",
-            "audit_log",
-        )
+        return self.append_many([item])[0]
 
     def append_many(self, items: list[dict[str, Any]]) -> list[AuditEntry]:
         """Add several entries (each the keyword arguments of :meth:`append`) in one transaction, chained
@@ -224,6 +198,7 @@ class AuditLog:
             self.engine.dialect.name != "sqlite"
             or database in ("", ":memory:")
             or database.startswith("file:")
+            or url.query
         ):
             return None
         return database
