@@ -260,3 +260,51 @@ def test_a_held_write_lock_never_stalls_the_event_loop(log: AuditLog) -> None:
     assert ticks >= 20  # the loop ran all along (a blocked loop would tick once or twice)
     assert sorted(int(a.subject) for a in answers) == list(range(20))
     assert len(log.entries(limit=100)) == 20 and log.verify() is None
+
+
+def test_an_entry_that_cannot_be_written_is_refused_alone(log: AuditLog) -> None:
+    """A caller's mistake (a detail that is not JSON, a field that is not text) is refused AUDIT_INVALID
+    on its own, at once; the entries beside it are written, from the event loop and from a thread, and
+    the writer goes on."""
+    import asyncio
+
+    from tongban.core.audit.writer import AuditWriter
+
+    writer = AuditWriter(log)
+
+    async def run() -> list:
+        calls = [writer.append_async("office:a", "verify", subject=str(i)) for i in range(6)]
+        calls.insert(3, writer.append_async("office:a", "verify", detail={"x": {1, 2}}))
+        calls.insert(1, writer.append_async("office:a", "verify", subject=12345))  # type: ignore[arg-type]
+        return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+
+    answers = asyncio.run(run())
+    assert [getattr(a, "code", None) for a in answers if isinstance(a, Exception)] == ["AUDIT_INVALID"] * 2
+    with pytest.raises(TongbanError) as err:
+        writer.append("office:a", "verify", detail={"x": object()})
+    assert err.value.code == "AUDIT_INVALID"
+    assert writer.append("office:b", "verify").seq == 7
+    assert len(log.entries(limit=100)) == 7 and log.verify() is None
+
+
+def test_closing_the_log_waits_for_a_write_in_progress(log: AuditLog) -> None:
+    """The server's shutdown closes the log while a batch is being written: the batch commits and is
+    answered, then the connection and the lock file are closed (a later entry opens them again)."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for i in range(200):
+                log.append_many([{"actor": "office:a", "action": "verify", "subject": str(i)}])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=write)
+    t.start()
+    for _ in range(50):
+        log.close()
+    t.join()
+    assert not errors
+    assert len(log.entries(limit=1000)) == 200 and log.verify() is None

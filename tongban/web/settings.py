@@ -72,7 +72,11 @@ class WebSettings:
         request: a URL from a connection may cost a round trip)."""
         now = time.monotonic()
         held = self.extra.get("_library")
-        if held is None or now - held[0] > _LIBRARY_RECHECK:  # type: ignore[index]
+        if (
+            held is None
+            or now - held[0] > _LIBRARY_RECHECK  # type: ignore[index]
+            or all(lib is not held[1] for lib in self.libraries.opened())  # type: ignore[index]
+        ):  # looked up again after a while, and after the libraries were disposed of
             held = self.extra["_library"] = (now, self.libraries.get(self.node))
         return held[1]  # type: ignore[index,no-any-return]
 

@@ -9,6 +9,7 @@ import json
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -327,6 +328,7 @@ class SqliteChain:
         self.wait = wait
         self._conn: sqlite3.Connection | None = None
         self._turns: int | None = None  # the lock file's descriptor (None where it cannot be made)
+        self._closer: weakref.finalize | None = None
         self._lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
@@ -338,7 +340,8 @@ class SqliteChain:
         conn.execute("PRAGMA secure_delete=ON")
         if fcntl is not None:
             with contextlib.suppress(OSError):
-                self._turns = os.open(self.path + "-auditlock", os.O_RDWR | os.O_CREAT, 0o600)
+                fd = self._turns = os.open(self.path + "-auditlock", os.O_RDWR | os.O_CREAT, 0o600)
+                self._closer = weakref.finalize(self, _close_fd, fd)  # closed with this object at the latest
         return conn
 
     def append_rows(self, rows: list[Prepared]) -> list[AuditEntry]:
@@ -384,17 +387,25 @@ class SqliteChain:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
     def reopen(self) -> None:
-        """Drop the connection (the next batch opens a new one)."""
+        """Drop the connection (the next batch opens a new one); called holding the lock."""
         conn, self._conn = self._conn, None
-        fd, self._turns = self._turns, None
+        self._turns = None
+        closer, self._closer = self._closer, None
         if conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        if closer is not None:
+            closer()  # the lock file's descriptor
 
-    close = reopen
+    def close(self) -> None:
+        """Close the connection and the lock file (after a write in progress has finished)."""
+        with self._lock:
+            self.reopen()
+
+
+def _close_fd(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 def _entry(row: Any) -> AuditEntry:

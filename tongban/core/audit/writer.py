@@ -64,6 +64,14 @@ def _settle_all(batch: list[_Pending]) -> None:
             future.set_result(p.entry)  # type: ignore[arg-type]
 
 
+def _fail(batch: list[_Pending], exc: BaseException) -> None:
+    """Answer every entry of ``batch`` not answered yet with AUDIT_BUSY."""
+    error = _busy(f"the audit log cannot be written ({type(exc).__name__})", "审计日志无法写入")
+    for p in batch:
+        if p.entry is None and p.error is None:
+            p.error = error
+
+
 def _write(batch: list[_Pending], append: Callable[[list[Prepared]], list[AuditEntry]]) -> None:
     """Write ``batch`` with ``append``, each entry's answer or error set on it (WouldBlock passes)."""
     good = []
@@ -73,6 +81,13 @@ def _write(batch: list[_Pending], append: Callable[[list[Prepared]], list[AuditE
                 p.row = prepare(p.item)
             except TongbanError as exc:
                 p.error = exc
+            except Exception as exc:  # a caller's mistake (a value that is not text or JSON)
+                p.error = TongbanError(
+                    "AUDIT_INVALID",
+                    "审计条目无效",
+                    f"the audit entry is invalid ({type(exc).__name__})",
+                    "audit_log",
+                )
         if p.row is not None:
             good.append(p)
     if not good:
@@ -158,6 +173,8 @@ class AuditWriter:
                 self._gathering[loop] = batch + later  # first in, first chained
                 loop.call_later(_RETRY, self._flush, loop)
                 return
+            except BaseException as exc:  # never: _write answers every entry; nobody is left waiting
+                _fail(part, exc)
             self._blocked.pop(loop, None)
             _settle_all(part)
             batch = batch[_MAX_BATCH:]
@@ -193,7 +210,10 @@ class AuditWriter:
             time.sleep(_LINGER)
             batch = self._take()
             if batch:
-                _write(batch, self.log.append_rows)
+                try:
+                    _write(batch, self.log.append_rows)
+                except BaseException as exc:  # never: _write answers every entry; the thread lives on
+                    _fail(batch, exc)
                 self._finish(batch)
 
     @staticmethod
