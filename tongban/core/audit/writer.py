@@ -101,9 +101,7 @@ def _write(batch: list[_Pending], append: Callable[[list[Prepared]], list[AuditE
             p.error = exc
         return
     except Exception as exc:  # the database went away: every waiting request gets a coded error
-        error = _busy(f"the audit log cannot be written ({type(exc).__name__})", "审计日志无法写入")
-        for p in good:
-            p.error = error
+        _fail(good, exc)
         return
     for p, entry in zip(good, entries, strict=True):
         p.entry = entry
