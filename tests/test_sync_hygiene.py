@@ -364,3 +364,61 @@ def test_a_load_retried_after_its_commit_answers_the_same_summary(make_world: An
     again = engine.load(world.ex, uri)
     assert again == first and first["inserted"] == 5
     assert world.lib(h.A).count("population") == 5
+
+
+def _seconds(command: list[str]) -> float:
+    started = time.monotonic()
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    return time.monotonic() - started
+
+
+def _ours_ran(stderr: str) -> bool:
+    """Whether a traceback shows a frame of the project's own modules (past the console script)."""
+    return any(
+        ("/tongban/" in line or "/schemas/" in line) for line in stderr.splitlines() if "File " in line
+    )
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_command_starts_up_exits_130_and_never_hangs(make_world: Any, h: Any) -> None:
+    """A Ctrl-C inside the start-up imports (before the run takes over the signals) ends with 130.
+
+    Python raises KeyboardInterrupt between any two bytecodes, importlib's own included: one raised there
+    can leave the import lock held, and the run's threads then wait on it forever. The command holds the
+    signal until its modules are loaded and delivers it after.
+    """
+    w = make_world({h.A: h.QINGHAI}, batch_size=500)
+    w.registers[h.A].put(h.people(h.A, 200))
+    command = [
+        str(Path(sys.executable).with_name("tongban")),
+        "sync",
+        "--config",
+        str(w.root / "exchange.yaml"),
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    started = time.monotonic()
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    took = time.monotonic() - started
+    assert first.returncode == 0, first.stderr
+    # Before the command's own code runs, Ctrl-C is the interpreter's (a traceback, exit by SIGINT):
+    # the interrupts aim after the interpreter's start-up, and one that still lands inside it is recorded.
+    boot = min(_seconds([sys.executable, "-c", "import tongban.cli"]) for _ in range(3))
+    rng = random.Random(11)
+    codes = []
+    for i in range(16):
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        time.sleep(rng.uniform(2 * boot, max(3 * boot, took * 0.7)))
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            pytest.fail(f"run {i} hung after Ctrl-C: {err[-2000:]}")
+        if proc.returncode == -signal.SIGINT and not _ours_ran(err):
+            codes.append("interpreter")  # the signal beat the interpreter's own start-up
+            continue
+        assert proc.returncode in (130, 0), (i, proc.returncode, err)
+        assert "Traceback" not in err and "Exception ignored" not in err, err
+        codes.append(proc.returncode)
+    assert codes.count(130) >= 12, codes

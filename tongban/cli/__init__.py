@@ -13,20 +13,23 @@ batch refused, an edge busy), 130 interrupted. An error exits with the code its 
 found, never a stack trace (``TONGBAN_DEBUG=1`` shows it).
 
 Importing this package is cheap on purpose: the command modules (and through them the contracts and
-pyarrow) load inside :func:`main`, so a Ctrl-C however early ends with 130, not a stack trace.
+pyarrow) load inside :func:`main`, under :class:`HeldInterrupt`, so a Ctrl-C however early ends with 130,
+not a stack trace or a hang.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
-from tongban import __version__
+TYPE_CHECKING = False  # (not typing's: nothing but the interpreter's own modules loads before the hold)
+if TYPE_CHECKING:
+    import argparse
 
-__all__ = ["build_parser", "main", "run"]
+__all__ = ["HeldInterrupt", "build_parser", "main", "run"]
 
 #: The command groups (modules of this package), in the order ``tongban --help`` lists them.
 COMMANDS = (
@@ -48,8 +51,10 @@ COMMANDS = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
+    import argparse
     from importlib import import_module
 
+    from tongban import __version__
     from tongban.cli.common import HelpFormatter
 
     parser = argparse.ArgumentParser(
@@ -68,8 +73,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class HeldInterrupt:
+    """Holds Ctrl-C (SIGINT) while modules load: noted, not raised, until :meth:`release` or :meth:`deliver`.
+
+    Python raises KeyboardInterrupt between any two bytecodes, importlib's own included; one raised inside
+    importlib's bookkeeping can leave the import lock held, and a thread that imports later (a sync's
+    reader and checker do) then waits on it forever. So the command's start-up runs held, and a Ctrl-C
+    that came meanwhile is raised at a safe point. Outside the main thread it holds nothing.
+    """
+
+    def __init__(self) -> None:
+        self.noted = False
+        self._previous: object = None
+        self._held = False
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._note)
+            self._held = True
+        except ValueError:  # not the main thread: signals go elsewhere
+            pass
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        self.noted = True
+
+    def deliver(self) -> None:
+        """Raise the Ctrl-C that came while held (KeyboardInterrupt), if one did."""
+        if self.noted:
+            self.noted = False
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        """Put back the handler found on entry (Ctrl-C raises again)."""
+        if self._held:
+            self._held = False
+            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+
+    def release(self) -> None:
+        """:meth:`restore`, then :meth:`deliver`."""
+        self.restore()
+        self.deliver()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tongban`` command: its exit code (:class:`schemas.errors.ExitCode`)."""
+    """Entry point of the ``tongban`` command: its exit code (:class:`schemas.errors.ExitCode`).
+
+    A command whose parser sets ``holds_interrupt=True`` gets the :class:`HeldInterrupt` as
+    ``args.interrupt`` and delivers it once it has taken the signals over (``tongban sync``); for every
+    other command the hold ends just before it runs.
+    """
+    held = HeldInterrupt()
     try:
         args = build_parser().parse_args(argv)
         if os.environ.get("TONGBAN_LOG"):
@@ -78,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tongban.core import logs
 
             logs.configure(sys.stderr)
+        if getattr(args, "holds_interrupt", False):
+            args.interrupt = held
+        else:
+            held.release()
         return int(args.func(args, sys.stdout))
     except KeyboardInterrupt:
         print("已中断 interrupted", file=sys.stderr)
@@ -89,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"错误 error INTERNAL: 内部错误 internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return _exit_code("INTERNAL")
+    finally:
+        held.restore()
 
 
 def _exit_code(name: str) -> int:

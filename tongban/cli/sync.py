@@ -106,6 +106,14 @@ def _seconds(text: str) -> float:
     return value
 
 
+@contextlib.contextmanager
+def _delivered(held: Any) -> Iterator[None]:
+    """Raise the Ctrl-C held while the command started (now the run's signal handlers are in place)."""
+    if held is not None:
+        held.deliver()
+    yield
+
+
 def cmd_sync(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """tongban sync: run edges through the engine in this process (sources before their targets).
 
@@ -115,6 +123,10 @@ def cmd_sync(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """
     from tongban.core import engine
     from tongban.core.engine.interrupt import CancelToken, Interrupted, signals_cancel
+
+    # Ctrl-C is held (noted, not raised) from start-up until the run has taken the signals over: a
+    # KeyboardInterrupt inside an import could leave the import lock held and the run's threads hung.
+    held = getattr(args, "interrupt", None)
 
     try:
         ex = load_config(args)
@@ -131,7 +143,7 @@ def cmd_sync(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     started = time.monotonic()
     libs = engine.Libraries(ex)
     try:
-        with signals_cancel(token), _one_sync_at_a_time(ex, args.wait):
+        with signals_cancel(token), _delivered(held), _one_sync_at_a_time(ex, args.wait):
             for edge in edges:
                 token.check()
                 rows_seen = 0
@@ -299,4 +311,4 @@ def register(sub: Any) -> None:
         "-v", "--verbose", action="store_true", help="每条边一行，含无变化的边 a line for every edge"
     )
     add_config_args(p)
-    p.set_defaults(func=cmd_sync)
+    p.set_defaults(func=cmd_sync, holds_interrupt=True)
