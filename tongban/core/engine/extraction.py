@@ -25,7 +25,7 @@ from connectors.sql import Cursor, read_sql_incremental, read_sql_keys
 from schemas.errors import TongbanError
 from tongban.core import logs
 from tongban.core.config import Exchange
-from tongban.core.engine import spool
+from tongban.core.engine import allocators, spool
 from tongban.core.engine.arrowio import PartWriter, raw_columns
 from tongban.core.engine.base import STEP_LOCK_WAIT, ResolveConn, check, uri
 from tongban.core.engine.interrupt import CancelToken
@@ -59,6 +59,7 @@ def extract(
     libs: Libraries | None = None,
 ) -> str:
     """Read what changed at the edge's source since its cursor; returns the run folder's URI."""
+    allocators.give_back()
     plan = plan_for(ex, edge_id)
     with spool.edge_lock(ex.spool, plan.edge.id, wait=lock_wait), using(ex, libs, resolve_conn) as libs:
         run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]

@@ -25,7 +25,7 @@ from connectors.dropfolder import archive
 from schemas.errors import TongbanError
 from tongban.core import logs
 from tongban.core.config import Exchange
-from tongban.core.engine import spool
+from tongban.core.engine import allocators, spool
 from tongban.core.engine.arrowio import hex_column, read_batch
 from tongban.core.engine.base import STEP_LOCK_WAIT, ResolveConn, check, now, path_of
 from tongban.core.engine.extraction import drop_of
@@ -74,6 +74,7 @@ def load(
     (SyncError); batches loaded before it stay loaded. Once the run has committed, its folder keeps
     only the summary (``keep_files`` keeps the step files, for tests and benchmarks).
     """
+    allocators.give_back()
     run = path_of(run_uri)
     if (run / spool.SUMMARY).exists() and not (run / "run.json").exists():
         # The run committed and kept only its summary: this is a retry of a task whose worker died

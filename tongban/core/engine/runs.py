@@ -7,7 +7,7 @@ from typing import Any
 
 from schemas.errors import TongbanError
 from tongban.core.config import Edge, Exchange
-from tongban.core.engine import spool
+from tongban.core.engine import allocators, spool
 from tongban.core.engine.base import ResolveConn, path_of
 from tongban.core.engine.extraction import extract
 from tongban.core.engine.interrupt import CancelToken, Interrupted
@@ -84,6 +84,7 @@ def sync_edge(
     asked for through ``cancel`` ends the run between batches (:class:`Interrupted`); what committed
     stays committed, the run's folder is removed, and the next run resumes from the committed cursor.
     """
+    allocators.give_back()
     edge = ex.edge(edge_id)
     with spool.edge_lock(ex.spool, edge.id, wait=lock_wait), using(ex, libs, resolve_conn) as libs:
         run_uri = None

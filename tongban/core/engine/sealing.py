@@ -12,7 +12,7 @@ import pyarrow as pa
 import schemas
 from tongban.core import logs
 from tongban.core.config import Exchange
-from tongban.core.engine import spool
+from tongban.core.engine import allocators, spool
 from tongban.core.engine.arrowio import read_batches
 from tongban.core.engine.base import STEP_LOCK_WAIT, ResolveConn, check, path_of, uri
 from tongban.core.engine.interrupt import CancelToken
@@ -82,6 +82,7 @@ def seal(
     libs: Libraries | None = None,
 ) -> str:
     """Sign one manifest per validated batch, chained to the edge's last loaded manifest."""
+    allocators.give_back()
     run = path_of(run_uri)
     meta = read(run / "run.json", RunRecord)
     plan = plan_for(ex, meta.edge)

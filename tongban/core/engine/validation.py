@@ -22,7 +22,7 @@ from schemas.errors import TongbanError
 from schemas.validate import ContractError, Severity, Validator
 from tongban.core import logs
 from tongban.core.config import Exchange
-from tongban.core.engine import spool
+from tongban.core.engine import allocators, spool
 from tongban.core.engine.arrowio import private_sink, read_batches
 from tongban.core.engine.base import STEP_LOCK_WAIT, check, path_of, uri
 from tongban.core.engine.extraction import drop_of, quarantine_file
@@ -68,6 +68,7 @@ def validate(
     libs: Libraries | None = None,
 ) -> str:
     """Check every extracted batch against the dataset's contract; returns the run folder's URI."""
+    allocators.give_back()
     run = path_of(run_uri)
     meta = read(run / "run.json", RunRecord)
     plan = plan_for(ex, meta.edge)
