@@ -5,7 +5,7 @@ and freed over and over. Left to themselves the allocators keep what they freed:
 ``mmap`` threshold after each large free (up to 32 MiB), so later large arrays land in per-thread arenas
 that fragment, and Arrow's mimalloc pool keeps its pages for reuse. A sync's peak then grew with the
 number of batches, not with what one batch needs (``bench/sync.py --memory-only``: 677 MiB at 1,000,000
-rows, 771 MiB at 10,000,000, +14 %).
+rows, 771 MiB at 10,000,000; with this policy 444 and 510 MiB).
 
 :func:`give_back` fixes glibc's threshold at 128 KiB (a large array is its own mapping, unmapped when
 freed), caps glibc's arenas at two, and points Arrow at the system allocator, so both share that policy.
