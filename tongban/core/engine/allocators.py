@@ -8,7 +8,9 @@ number of batches, not with what one batch needs (``bench/sync.py --memory-only`
 rows, 771 MiB at 10,000,000; with this policy 444 and 510 MiB).
 
 :func:`give_back` fixes glibc's threshold at 128 KiB (a large array is its own mapping, unmapped when
-freed), caps glibc's arenas at two, and points Arrow at the system allocator, so both share that policy.
+freed), caps glibc's arenas at two, and makes the system allocator pyarrow's default pool, so what
+pyarrow allocates shares that policy (Arrow's C++ internals keep their own default unless
+``ARROW_DEFAULT_MEMORY_POOL`` is set before the process starts).
 It acts once per process, only where the allocators are those, and leaves alone whatever the operator set
 through the environment (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_ARENA_MAX``, ``ARROW_DEFAULT_MEMORY_POOL``).
 """
