@@ -27,6 +27,8 @@ __all__ = ["KeyTracker", "hash_keys"]
 #: Bits of the Bloom filter of spilled keys (16 MiB, whatever the extract's size).
 BLOOM_BITS = 1 << 27
 _BLOOM_PROBES = 3
+#: Keys hashed and added to the filter at a time when a run spills (bounds the spill's transient memory).
+_SPILL_CHUNK = 1 << 16
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 
@@ -254,25 +256,35 @@ class KeyTracker:
     # -- bounded memory: sorted runs on disk behind a Bloom filter -------------------------------------
 
     def _spill(self) -> None:
-        """Move the keys held in memory to a sorted run on disk and into the Bloom filter."""
+        """Move the keys held in memory to a sorted run on disk and into the Bloom filter.
+
+        Done in pieces of :data:`_SPILL_CHUNK` keys where it can be, so a spill's own transient memory
+        stays a few copies of the keys themselves: it happens every ``memory_keys`` keys of a run, and
+        a peak made of a spill meeting full batches in flight should not grow with the extract.
+        """
         assert self._spill_dir is not None
         rows = np.concatenate([r for r, _ in self._stored])
         keys = pa.concat_arrays([as_string_array(k) for _, k in self._stored])
-        h = hash_keys(keys)
-        order = np.argsort(h, kind="stable")
-        run = pa.record_batch(
-            [pa.array(h[order]), pa.array(rows[order]), keys.take(pa.array(order))], names=["h", "row", "key"]
+        self._reset()  # the batches' own copies of the keys go now: the concatenation holds them
+        h = np.concatenate(
+            [hash_keys(keys.slice(lo, _SPILL_CHUNK)) for lo in range(0, len(keys), _SPILL_CHUNK)]
         )
+        order = np.argsort(h, kind="stable")
+        h, rows = h[order], rows[order]
+        keys = keys.take(pa.array(order))
+        del order
+        run = pa.record_batch([pa.array(h), pa.array(rows), keys], names=["h", "row", "key"])
         path = self._spill_dir / f".keys-{os.getpid()}-{id(self):x}-{len(self._spilled) + 1:04d}.arrow"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the keys are personal data
         with open(fd, "wb", closefd=True) as fh, pa.ipc.new_file(fh, run.schema) as writer:
             writer.write_batch(run)
+        del run, keys, rows
         self._spilled.append(path)
         if self._bloom is None:
             self._bloom = np.zeros(BLOOM_BITS // 8, dtype=np.uint8)
-        pos = _bloom_positions(h)
-        np.bitwise_or.at(self._bloom, pos >> 3, (np.uint8(1) << (pos & 7).astype(np.uint8)))
-        self._reset()
+        for lo in range(0, len(h), _SPILL_CHUNK):
+            pos = _bloom_positions(h[lo : lo + _SPILL_CHUNK])
+            np.bitwise_or.at(self._bloom, pos >> 3, (np.uint8(1) << (pos & 7).astype(np.uint8)))
 
     def _maybe_spilled(self, h: np.ndarray) -> np.ndarray:
         assert self._bloom is not None

@@ -1,7 +1,9 @@
 """One edge's run with its steps overlapped: batch N+1 is read, validated and sealed while batch N loads.
 
-Three threads pass batches through bounded queues (:data:`IN_FLIGHT` batches between two threads), so
-memory stays bounded by a fixed number of batches whatever the source's size:
+Three threads hand batches to each other one at a time: a thread that finished a batch waits until the
+next thread takes it before it starts on another, so at most two batches are in flight between two threads
+(the one the next thread works on, the one handed over) and memory stays bounded by a fixed number of
+batches whatever the source's size, and whichever thread is the slowest:
 
 - the reader streams the SQL source (a local system or a child library) from the edge's cursor and
   writes ``extract-0001.arrow``;
@@ -73,7 +75,8 @@ from tongban.core.trust.manifest import Manifest, schema_fingerprint
 
 __all__ = ["IN_FLIGHT", "overlapped", "sync_overlapped"]
 
-#: Batches waiting between two threads (each thread also holds the one it works on).
+#: Batches waiting between two threads, each handed over (the thread that made it waits until it is
+#: taken before starting on another; the thread that takes it holds it while it works on it).
 IN_FLIGHT = 1
 _log = logs.get("tongban.engine")
 _DONE = object()
@@ -101,26 +104,33 @@ class _Stopped(Exception):
 
 
 class _Stage:
-    """A thread that takes items from ``inbox`` and puts its results into a bounded queue."""
+    """A thread that hands its results over one at a time (:meth:`put` returns once the item was taken)."""
 
     def __init__(
         self, name: str, work: Callable[[Callable[[Any], None]], None], stop: threading.Event
     ) -> None:
         self.out: queue.Queue[Any] = queue.Queue(maxsize=IN_FLIGHT)
+        self.taken = threading.Semaphore(0)  # released by :func:`_take` for every item it takes
         self.error: BaseException | None = None
         self._stop = stop
         self._work = work
         self.thread = threading.Thread(target=self._run, name=f"tongban-{name}", daemon=True)
 
     def put(self, item: Any) -> None:
+        """Hand ``item`` over and wait until the next thread took it: a finished batch is never held
+        beside the next one, whatever the speeds of the threads (which is what bounds a run's peak)."""
         while True:
             if self._stop.is_set():
                 raise _Stopped
             try:
                 self.out.put(item, timeout=0.1)
-                return
+                break
             except queue.Full:
                 continue
+        del item
+        while not self.taken.acquire(timeout=0.1):
+            if self._stop.is_set():
+                raise _Stopped
 
     def _run(self) -> None:
         try:
@@ -146,9 +156,11 @@ def _take(stage: _Stage, stop: threading.Event) -> Iterator[Any]:
             if stop.is_set():
                 raise _Stopped from None
             continue
+        stage.taken.release()
         if item is _DONE:
             return
         yield item
+        del item  # not held while the next one is awaited
 
 
 def sync_overlapped(
@@ -243,7 +255,9 @@ def _sync(
                 # still the active one in its transaction (a rotation meanwhile: it seals again).
                 ring = target.keyring()
                 presealed = (ring.active, seal_table(ring, plan.dataset, rows)) if rows.num_rows else None
-                put((raw.num_rows, entry, table, leaves, lines, rows, presealed))
+                n = raw.num_rows
+                del raw, accepted  # not held while the loader is busy: in flight is what the loader takes
+                put((n, entry, table, leaves, lines, rows, presealed))
 
     checker = _Stage("check", validate_and_seal, stop)
     totals = dict.fromkeys((*COUNTERS, "duplicates"), 0)
@@ -260,6 +274,7 @@ def _sync(
             apply_batch(
                 ex, plan, target, trust, schema_id, manifest, table, leaves, rejected, totals, rows, presealed
             )
+            del table, leaves, rows, presealed, rejected  # not held while the next batch is awaited
             if on_rows:
                 on_rows(n)
     except _Stopped:

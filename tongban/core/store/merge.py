@@ -43,6 +43,10 @@ except ImportError:  # pragma: no cover - psycopg is a dependency; SQLite alone 
     pass
 
 
+#: Rows of a batch rendered as CSV and sent to COPY at a time.
+_COPY_ROWS = 16_384
+
+
 class Merge:
     """The set-based load, a part of :class:`~tongban.core.store.library.Library`."""
 
@@ -226,19 +230,21 @@ class Merge:
         """Bulk-write the batch into the staging table: COPY on PostgreSQL, executemany elsewhere."""
         names = rows.column_names
         if self.dialect == "postgresql":
-            buf = io.BytesIO()
             for i, col in enumerate(rows.columns):
                 if pa.types.is_timestamp(col.type):  # Arrow's CSV writer formats times slowly
                     rows = rows.set_column(i, rows.column_names[i], _utc_text(col, "Z"))
-            pacsv.write_csv(rows, buf, pacsv.WriteOptions(include_header=False, batch_size=65_536))
             cols = ", ".join(f'"{n}"' for n in names)
             raw = conn.connection.driver_connection
             assert raw is not None
             sql = f'COPY "{stage.name}" ({cols}) FROM STDIN (FORMAT csv)'
+            options = pacsv.WriteOptions(include_header=False, batch_size=_COPY_ROWS)
+            # Rendered and sent a slice at a time: the server parses one slice while the next renders,
+            # and the batch's CSV text is never held whole.
             with raw.cursor() as cur, cur.copy(sql) as copy:
-                view = buf.getbuffer()
-                for start in range(0, len(view), 1 << 20):
-                    copy.write(view[start : start + (1 << 20)])
+                for start in range(0, rows.num_rows, _COPY_ROWS):
+                    buf = io.BytesIO()
+                    pacsv.write_csv(rows.slice(start, _COPY_ROWS), buf, options)
+                    copy.write(buf.getbuffer())
             return
         placeholders = ", ".join("?" for _ in names)
         sql = f'INSERT INTO "{stage.name}" ({", ".join(names)}) VALUES ({placeholders})'

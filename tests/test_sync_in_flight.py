@@ -1,0 +1,62 @@
+"""An overlapped run holds a fixed number of batches, whichever thread is the slowest (issue 12).
+
+A finished batch is handed over and its thread waits until the next thread takes it: with a slow load,
+the checker is at most one batch ahead of the loader and the reader one batch ahead of the checker. A
+thread that ran further ahead (a batch in the queue plus a finished one waiting to go in) would hold more
+batches the longer the load takes, which is how a 10,000,000-row run used to peak higher than a
+1,000,000-row one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from tongban.core.engine import pipeline
+
+
+def test_a_slow_load_keeps_one_batch_handed_over_per_thread(
+    make_world: Any, h: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = make_world({h.A: h.QINGHAI}, batch_size=50)
+    w.registers[h.A].put(h.people(h.A, 600))  # 12 batches
+    lock = threading.Lock()
+    count = {"read": 0, "checked": 0, "sealed": 0, "loading": 0}
+    ahead: list[tuple[int, int]] = []  # (reader ahead of the checker, checker ahead of the loader)
+
+    def counting(name: str, fn: Any) -> Any:
+        def run(*args: Any, **kw: Any) -> Any:
+            with lock:
+                count[name] += 1
+            return fn(*args, **kw)
+
+        return run
+
+    write, add, rows_with_meta, apply_batch = (
+        pipeline.PartWriter.write,
+        pipeline.PartValidator.add,
+        pipeline.rows_with_meta,
+        pipeline.apply_batch,
+    )
+    monkeypatch.setattr(pipeline.PartWriter, "write", counting("read", write))
+    monkeypatch.setattr(pipeline.PartValidator, "add", counting("checked", add))
+    monkeypatch.setattr(pipeline, "rows_with_meta", counting("sealed", rows_with_meta))
+
+    def slow_load(*args: Any, **kw: Any) -> Any:
+        with lock:
+            count["loading"] += 1
+        time.sleep(0.15)  # the other two threads have long finished their next batches
+        with lock:
+            ahead.append((count["read"] - count["checked"], count["sealed"] - count["loading"]))
+        return apply_batch(*args, **kw)
+
+    monkeypatch.setattr(pipeline, "apply_batch", slow_load)
+    summary = w.sync(w.system_edge(h.A))
+    assert summary["inserted"] == 600 and count["loading"] == 12
+    # While batch k loads: batch k+1 handed over by the checker, which does not start on k+2; the reader
+    # has handed k+2... over to the checker, at most one batch beyond what the checker started.
+    assert max(r for r, _ in ahead) == 1, ahead
+    assert max(c for _, c in ahead) == 1, ahead
