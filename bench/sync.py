@@ -18,7 +18,10 @@ engine accepted, taken from its own validated Arrow output):
   1,000,000 and 10,000,000 rows, each its own source), beside the same child without the sync, with
   memory per row and the growth from the smallest to the largest count.
 
-Every Tongban run loads into a fresh target (new PostgreSQL schema / new SQLite file, schema migrated
+With ``--repeat K`` the load figures run in K rounds, each a Tongban sync into PostgreSQL, the raw COPY,
+a Tongban sync into SQLite and the raw executemany, one after another (a machine whose load changes
+during the bench slows a figure and its baseline alike); each figure is the best of its K runs, and
+every round's pair is printed. Every Tongban run loads into a fresh target (new PostgreSQL schema / new SQLite file, schema migrated
 before the clock starts); the baselines load into the same, freshly migrated, empty table (the same
 indexes: a cheaper table design counts for both). The first Tongban run of each target is also broken
 down by thread of the overlapped run (reader, checker, loader: their busy times overlap) and by
@@ -453,6 +456,14 @@ class SyncFigures:
     summary: dict[str, Any] = field(default_factory=dict)
     rerun_summary: dict[str, Any] = field(default_factory=dict)
     timings: Timings = field(default_factory=Timings)
+
+    def take(self, other: SyncFigures) -> float:
+        """Keep the better of this and ``other`` (each figure its own best); returns ``other``'s first load."""
+        if other.first < self.first:
+            self.first, self.summary, self.timings = other.first, other.summary, other.timings
+        if other.rerun < self.rerun:
+            self.rerun, self.rerun_summary = other.rerun, other.rerun_summary
+        return other.first
 
 
 def tongban_runs(ex: Exchange, target: Target, repeat: int, keep_valid: list[pa.Table] | None) -> SyncFigures:
@@ -889,13 +900,37 @@ def main() -> None:
             print_memory(mem_target.kind, idle, peaks)
             return
 
+        # Each figure against its baseline in turns: round i runs Tongban into PostgreSQL, raw COPY, Tongban
+        # into SQLite and raw executemany one after another, so a machine whose load changes during the
+        # bench slows a figure and its baseline alike; each figure is the best of its --repeat rounds.
         valid: list[pa.Table] = []
-        pg_runs = lite_runs = None
-        if not problem:
-            print("running: Tongban into PostgreSQL ...", flush=True)
-            pg_runs = tongban_runs(ex, pg, args.repeat, valid)
-        print("running: Tongban into SQLite ...", flush=True)
-        lite_runs = tongban_runs(ex, lite, args.repeat, valid if pg_runs is None else None)
+        pg_runs = None if problem else SyncFigures()
+        lite_runs = SyncFigures()
+        copy_s: float | None = None
+        many_s = float("inf")
+        rounds: list[str] = []
+        rows: pa.Table | None = None
+        for i in range(args.repeat):
+            line = f"round {i + 1}:"
+            if pg_runs is not None:
+                print(f"running: round {i + 1}, Tongban into PostgreSQL ...", flush=True)
+                tb = pg_runs.take(tongban_runs(ex, pg, 1, valid if rows is None else None))
+                rows = baseline_rows(valid) if rows is None else rows
+                print(f"running: round {i + 1}, raw COPY ...", flush=True)
+                cp = copy_baseline(pg, rows, 1)
+                copy_s = cp if copy_s is None else min(copy_s, cp)
+                line += f" PostgreSQL {tb:.2f} s vs raw COPY {cp:.2f} s ({cp / tb:.2f}x);"
+            print(f"running: round {i + 1}, Tongban into SQLite ...", flush=True)
+            tb = lite_runs.take(tongban_runs(ex, lite, 1, valid if rows is None else None))
+            rows = baseline_rows(valid) if rows is None else rows
+            print(f"running: round {i + 1}, raw executemany ...", flush=True)
+            em = executemany_baseline(lite, rows, 1)
+            many_s = min(many_s, em)
+            line += f" SQLite {tb:.2f} s vs raw executemany {em:.2f} s ({em / tb:.2f}x)"
+            rounds.append(line)
+            print(line, flush=True)
+        del valid
+        assert rows is not None
         # The same syncs with encryption at rest switched off in this process (seal_table an identity): what
         # sealing the personal fields costs the whole sync.
         plain_pg = plain_lite = None
@@ -909,28 +944,21 @@ def main() -> None:
             plain_lite = tongban_runs(ex, lite, args.repeat, None)
         finally:
             sealed.seal_table = real_seal
-        rows = baseline_rows(valid)
-        del valid
         n = rows.num_rows
         total = args.rows
 
-        copy_s = dlt_pg_s = dlt_lite_s = None
+        dlt_pg_s = dlt_lite_s = None
         dlt_note, dlt_pg_format, dlt_lite_format = "", "", ""
-        if pg_runs is not None:
-            print("running: raw COPY ...", flush=True)
-            copy_s = copy_baseline(pg, rows, args.repeat)
-            if not args.skip_dlt:
-                print("running: dlt into PostgreSQL ...", flush=True)
-                import dlt
+        if pg_runs is not None and not args.skip_dlt:
+            print("running: dlt into PostgreSQL ...", flush=True)
+            import dlt
 
-                names = [f"{pg.tag}_dlt_{i}" for i in range(args.repeat)]
-                pg.schemas += [x for name in names for x in (name, f"{name}_staging")]
-                dlt_pg_s, dlt_pg_format = dlt_baseline(
-                    base, lambda i: dlt.destinations.postgres(credentials=pg.dlt_credentials()),
-                    lambda i: names[i], rows, args.repeat, "bench_pg", args.dlt_format,
-                )  # fmt: skip
-        print("running: raw executemany ...", flush=True)
-        many_s = executemany_baseline(lite, rows, args.repeat)
+            names = [f"{pg.tag}_dlt_{i}" for i in range(args.repeat)]
+            pg.schemas += [x for name in names for x in (name, f"{name}_staging")]
+            dlt_pg_s, dlt_pg_format = dlt_baseline(
+                base, lambda i: dlt.destinations.postgres(credentials=pg.dlt_credentials()),
+                lambda i: names[i], rows, args.repeat, "bench_pg", args.dlt_format,
+            )  # fmt: skip
         if not args.skip_dlt:
             print("running: dlt into SQLite ...", flush=True)
             try:
@@ -1030,6 +1058,9 @@ def main() -> None:
             "  rerun          = the bare lookback-window query on the source by sqlite3 (the floor of any rerun)\n"
             "  peak RSS       = the same child process (imports, config, migrate) without the sync"
         )
+        print("\nrounds (each figure then its baseline, in turns; the table shows the best of each):")
+        for line in rounds:
+            print("  " + line)
         print_memory(mem_target.kind, idle, peaks, table=False)
         if dlt_note:
             print(dlt_note)

@@ -373,6 +373,7 @@ def read_sql_incremental(
     batch_size: int = 65_536,
     connect_args: dict | None = None,
     as_text: bool = False,
+    first_batch: int | None = None,
 ) -> Iterator[tuple[pa.RecordBatch, Cursor]]:
     """Stream the rows after ``after`` in ``(cursor_column, key_column)`` order, each batch with its cursor.
 
@@ -390,6 +391,9 @@ def read_sql_incremental(
     (SQLite's text of a REAL keeps its ``.0``: ``2.0``, where a Python float would print ``2``). ADBC
     links its own copy of SQLite: only for a file no other connection of this process holds (a local
     system's, never a library this process writes).
+
+    ``first_batch``: the read's first batch holds at most this many rows (on the Arrow path), so a
+    consumer that works on batches as they come starts sooner; the others hold ``batch_size``.
     """
     if not table and not query:
         raise ExtractError("SQL_NO_TABLE", "未指定表或查询", "no table or query given", mask_url(url))
@@ -436,7 +440,8 @@ def read_sql_incremental(
             for stmt in stmts:
                 if arrow is not None:
                     try:
-                        for batch, cursor in _read_arrow(arrow, stmt, src, c, k, batch_size):
+                        head = first_batch if last_cursor is after else None
+                        for batch, cursor in _read_arrow(arrow, stmt, src, c, k, batch_size, head):
                             last_cursor = cursor
                             yield batch, cursor
                         continue
@@ -537,7 +542,13 @@ def _arrow_reader(url: str) -> Any:
 
 
 def _read_arrow(
-    arrow: Any, stmt: sa.Select, src: sa.FromClause, c: sa.ColumnElement, k: sa.ColumnElement, batch_size: int
+    arrow: Any,
+    stmt: sa.Select,
+    src: sa.FromClause,
+    c: sa.ColumnElement,
+    k: sa.ColumnElement,
+    batch_size: int,
+    head: int | None = None,
 ) -> Iterator[tuple[pa.RecordBatch, Cursor]]:
     """The statement's rows read by ADBC as Arrow, in batches of ``batch_size``, each with its cursor.
 
@@ -575,10 +586,15 @@ def _read_arrow(
                 raise _ArrowFailed from None
             if not batch.num_rows:
                 continue
-            n = batch.num_rows
-            cursor = Cursor(
-                batch.column(_CURSOR)[n - 1].as_py(), _key_text(batch.column(_KEY)[n - 1].as_py())
-            )
-            yield pa.RecordBatch.from_arrays(batch.columns[: len(names)], names=names), cursor
+            pieces = [batch]
+            if head and 0 < head < batch.num_rows:
+                pieces = [batch.slice(0, head), batch.slice(head)]
+            head = None
+            for piece in pieces:
+                n = piece.num_rows
+                cursor = Cursor(
+                    piece.column(_CURSOR)[n - 1].as_py(), _key_text(piece.column(_KEY)[n - 1].as_py())
+                )
+                yield pa.RecordBatch.from_arrays(piece.columns[: len(names)], names=names), cursor
     finally:
         cur.close()

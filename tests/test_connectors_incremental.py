@@ -464,3 +464,31 @@ def test_arrow_read_goes_on_through_sqlalchemy_when_the_cursor_changes_type(tmp_
     got, cursors = _text_reads(path, None, 4, True)
     assert [r["k"] for r in got] == [f"k{i:02d}".encode() for i in range(20)]
     assert cursors[-1] == Cursor("t19", "k19") and cursors[0] == Cursor(3, "k03")
+
+
+def test_a_small_first_batch_keeps_every_row_and_cursor(tmp_path: Path) -> None:
+    """``first_batch`` splits the first Arrow batch; each piece's cursor resumes exactly after it."""
+    path = tmp_path / "s.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE t (k TEXT, c TEXT, v TEXT)")
+    con.executemany(
+        "INSERT INTO t VALUES (?, ?, ?)",
+        [(f"k{i:02d}", f"2026-01-0{i % 3 + 1} 00:00:00", "v") for i in range(23)],
+    )
+    con.commit()
+    con.close()
+
+    def read(after: Cursor | None, first: int | None) -> list[tuple[list[bytes], Cursor]]:
+        stream = read_sql_incremental(
+            f"sqlite:///{path}", table="t", cursor_column="c", key_column="k", after=after, batch_size=7,
+            as_text=True, first_batch=first,
+        )  # fmt: skip
+        return [(b.column("k").to_pylist(), cur) for b, cur in stream]
+
+    whole, split = read(None, None), read(None, 2)
+    assert [len(keys) for keys, _ in split] == [2, 5, 7, 7, 2]
+    assert [k for keys, _ in split for k in keys] == [k for keys, _ in whole for k in keys]
+    assert [cur for _, cur in split][1:] == [cur for _, cur in whole]
+    for i, (_, cur) in enumerate(split):  # resuming after any piece reads exactly the rest
+        rest = [k for keys, _ in read(cur, 2) for k in keys]
+        assert rest == [k for keys, _ in split[i + 1 :] for k in keys]

@@ -60,3 +60,26 @@ def test_a_slow_load_keeps_one_batch_handed_over_per_thread(
     # has handed k+2... over to the checker, at most one batch beyond what the checker started.
     assert max(r for r, _ in ahead) == 1, ahead
     assert max(c for _, c in ahead) == 1, ahead
+
+
+def test_the_first_batch_is_small_and_the_run_is_exact(
+    make_world: Any, h: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loader starts after a small first batch is checked; the later batches keep the exchange's size,
+    and the run loads every row once with the cursor at the last."""
+    monkeypatch.setattr(pipeline, "FIRST_BATCH", 20)
+    w = make_world({h.A: h.QINGHAI}, batch_size=50)
+    w.registers[h.A].put(h.people(h.A, 130))
+    sizes: list[int] = []
+    apply_batch = pipeline.apply_batch
+
+    def sizing(*args: Any, **kw: Any) -> Any:
+        sizes.append(args[6].num_rows)  # the batch's table
+        return apply_batch(*args, **kw)
+
+    monkeypatch.setattr(pipeline, "apply_batch", sizing)
+    first = w.sync(w.system_edge(h.A))
+    assert sizes == [20, 30, 50, 30]
+    assert (first["batches"], first["inserted"]) == (4, 130)
+    again = w.sync(w.system_edge(h.A))
+    assert again["inserted"] == 0 and again["updated"] == 0

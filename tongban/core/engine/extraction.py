@@ -181,10 +181,17 @@ def run_record(plan: Plan, run: Path, started: float, full: bool, after: Cursor 
 
 
 def sql_source(
-    ex: Exchange, plan: Plan, libs: Libraries, after: Cursor | None, *, full: bool
+    ex: Exchange,
+    plan: Plan,
+    libs: Libraries,
+    after: Cursor | None,
+    *,
+    full: bool,
+    first_batch: int | None = None,
 ) -> Iterator[tuple[pa.RecordBatch, Cursor | None]]:
     """The edge's SQL source (a local system, or a child library) as raw batches with their cursors,
-    read from ``after``."""
+    read from ``after`` (a local system's first batch at most ``first_batch`` rows, where the connector
+    can)."""
     edge = plan.edge
     spec = schemas.get(plan.dataset)
     if edge.source_kind == "system":
@@ -200,6 +207,7 @@ def sql_source(
             lookback_seconds=0 if full else ex.lookback_seconds,
             batch_size=ex.batch_size,
             as_text=True,  # kept as raw bytes: a SQLite system is read straight into Arrow
+            first_batch=first_batch,
         )
         try:
             for b, c in stream:

@@ -73,11 +73,14 @@ from tongban.core.store import FailedRow
 from tongban.core.store.sealed import seal_table
 from tongban.core.trust.manifest import Manifest, schema_fingerprint
 
-__all__ = ["IN_FLIGHT", "overlapped", "sync_overlapped"]
+__all__ = ["FIRST_BATCH", "IN_FLIGHT", "overlapped", "sync_overlapped"]
 
 #: Batches waiting between two threads, each handed over (the thread that made it waits until it is
 #: taken before starting on another; the thread that takes it holds it while it works on it).
 IN_FLIGHT = 1
+#: Rows of an overlapped run's first batch at most (where the source can; the later ones hold the
+#: exchange's batch size).
+FIRST_BATCH = 8_192
 _log = logs.get("tongban.engine")
 _DONE = object()
 
@@ -210,7 +213,9 @@ def _sync(
         after = None  # a cursor from before load sequence numbers: read the child whole, once
     meta = run_record(plan, run, started, full, after)
     write(run / "run.json", meta)  # first: an unfinished run is abandoned by its start time
-    stream = sql_source(ex, plan, libs, after, full=full)
+    # A small first batch: the loader, the run's slowest thread, starts once it is checked, not a whole
+    # batch later (the later batches keep the exchange's size).
+    stream = sql_source(ex, plan, libs, after, full=full, first_batch=FIRST_BATCH)
     trust = trusted_list(ex, target)
     sealer = Sealer(ex, plan, meta, libs)
     schema_id = schema_fingerprint(spec.schema)
