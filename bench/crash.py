@@ -26,6 +26,7 @@ Any difference stops the script with the run number and the delay (exit 1). Run:
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import random
 import shutil
@@ -118,6 +119,9 @@ def check(got: dict[str, Any], want: dict[str, Any]) -> list[str]:
 
 
 def main() -> None:
+    # The county's master key (encryption at rest) from the environment, as in production: every fresh
+    # library of the run, and every child, wraps its data keys with it.
+    os.environ.setdefault(f"TONGBAN_MASTER_KEY_{COUNTY}", base64.b64encode(os.urandom(32)).decode())
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--rows", type=int, default=50_000)
