@@ -139,6 +139,7 @@ class KeyTracker:
         self._held = 0  # keys held in memory
         self._spilled: list[Path] = []
         self._bloom: np.ndarray | None = None
+        self._lost = False  # a spill failed part-way: keys seen are missing
         self._reset()
 
     def _reset(self) -> None:
@@ -230,6 +231,8 @@ class KeyTracker:
         Returns, per row, the row number of the earlier row with the same key,
         or 0 when the key is new (nulls are never duplicates).
         """
+        if self._lost:
+            raise RuntimeError("a spill of the keys seen failed: this tracker can no longer find repeats")
         keys = as_string_array(keys)
         n = len(keys)
         earlier = np.zeros(n, dtype=np.int64)
@@ -275,9 +278,15 @@ class KeyTracker:
         del order
         run = pa.record_batch([pa.array(h), pa.array(rows), keys], names=["h", "row", "key"])
         path = self._spill_dir / f".keys-{os.getpid()}-{id(self):x}-{len(self._spilled) + 1:04d}.arrow"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the keys are personal data
-        with open(fd, "wb", closefd=True) as fh, pa.ipc.new_file(fh, run.schema) as writer:
-            writer.write_batch(run)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the keys are personal data
+            with open(fd, "wb", closefd=True) as fh, pa.ipc.new_file(fh, run.schema) as writer:
+                writer.write_batch(run)
+        except BaseException:
+            # The keys held are gone from memory: the tracker refuses to go on rather than miss repeats.
+            self._lost = True
+            path.unlink(missing_ok=True)
+            raise
         del run, keys, rows
         self._spilled.append(path)
         if self._bloom is None:

@@ -192,3 +192,23 @@ def test_a_spill_works_in_pieces(tmp_path) -> None:
     assert len(tracker._spilled) == 1  # the last batch spilled
     assert peak < 24 * 2**20, peak / 2**20
     tracker.close()
+
+
+def test_a_failed_spill_stops_the_tracker_and_leaves_no_file(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spill that cannot write (a full disk) raises; the keys it held are gone from memory, so the
+    tracker refuses any later batch rather than miss their repeats, and no half-written run stays."""
+    tracker = KeyTracker(tmp_path, memory_keys=4)
+    tracker.add(pa.array(["a", "b"]), first_row=1)
+
+    def full(*args: object, **kw: object) -> object:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(keys_module.pa.ipc, "new_file", full)
+    with pytest.raises(OSError):
+        tracker.add(pa.array(["c", "d"]), first_row=3)  # the fourth key spills
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError):
+        tracker.add(pa.array(["a"]), first_row=5)  # a repeat it could no longer see
+    assert list(tmp_path.iterdir()) == []

@@ -162,8 +162,9 @@ def _take(stage: _Stage, stop: threading.Event) -> Iterator[Any]:
         stage.taken.release()
         if item is _DONE:
             return
-        yield item
-        del item  # not held while the next one is awaited
+        box = [item]
+        del item
+        yield box.pop()  # this frame holds nothing while the consumer works or awaits the next one
 
 
 def sync_overlapped(
@@ -263,12 +264,13 @@ def _sync(
                 n = raw.num_rows
                 del raw, accepted  # not held while the loader is busy: in flight is what the loader takes
                 put((n, entry, table, leaves, lines, rows, presealed))
+                del entry, table, leaves, lines, rows, presealed  # the loader's now
 
     checker = _Stage("check", validate_and_seal, stop)
     totals = dict.fromkeys((*COUNTERS, "duplicates"), 0)
-    reader.thread.start()
-    checker.thread.start()
     try:
+        reader.thread.start()
+        checker.thread.start()
         for n, entry, table, leaves, lines, rows, presealed in _take(checker, stop):
             check(cancel)  # between batches: each batch's transaction is whole or absent
             manifest = Manifest.from_json(json.dumps(entry.manifest))
@@ -287,7 +289,8 @@ def _sync(
     finally:
         stop.set()
         for stage in (checker, reader):
-            stage.thread.join()
+            if stage.thread.ident is not None:  # started (a thread that failed to start has none)
+                stage.thread.join()
     for stage in (reader, checker):
         if stage.error is not None and not isinstance(stage.error, _Stopped):
             raise stage.error
