@@ -509,19 +509,6 @@ _NO_ARROW = "_tongban_no_arrow"  # a connect_args flag: read through SQLAlchemy 
 _CURSOR, _KEY = "__tongban_cursor", "__tongban_key"
 
 
-def _never(t: pa.DataType) -> bool:
-    return False
-
-
-#: SQLite's storage classes (``typeof``) and the Arrow types that hold them as stored.
-_ARROW_KINDS = {
-    "integer": pa.types.is_integer,
-    "real": pa.types.is_floating,
-    "text": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
-    "blob": lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t),
-}
-
-
 class _ArrowFailed(Exception):
     """The ADBC read stopped (a value of another type than the column's first ones)."""
 
@@ -554,15 +541,17 @@ def _read_arrow(
 
     Every column is read as SQLite's own text of its values (``CAST(... AS TEXT)``; the engine keeps
     raw bytes anyway, so one column's values may be of any storage class), the cursor column and the
-    key in their stored types beside them (checked against ``typeof``: a batch whose cursor the driver
-    had to convert stops the Arrow read, and the caller goes on through SQLAlchemy from the batch
-    before). SQLite's values are read by the driver in C, without a Python object per value.
+    key in their stored types beside them. The driver types those two columns by their first values and
+    refuses a later value it would have to narrow (a real or text in an integer column, a text in a
+    real one): that stops the Arrow read, and the caller goes on through SQLAlchemy from the batch
+    before. What it widens (an integer in a real column) compares equal in SQLite, so a cursor holding
+    it resumes at the same place. SQLite's values are read by the driver in C, without a Python object
+    per value.
     """
     from sqlalchemy.dialects import sqlite as sqlite_dialect
 
     cols = [sa.cast(col, sa.Text).label(col.name) for col in src.c]
-    kinds = [sa.func.typeof(c).label(_CURSOR + "_type"), sa.func.typeof(k).label(_KEY + "_type")]
-    query = stmt.with_only_columns(*cols, c.label(_CURSOR), k.label(_KEY), *kinds, maintain_column_froms=True)
+    query = stmt.with_only_columns(*cols, c.label(_CURSOR), k.label(_KEY), maintain_column_froms=True)
     try:
         compiled = query.compile(dialect=sqlite_dialect.dialect())
         params = [compiled.params[name] for name in compiled.positiontup or []]

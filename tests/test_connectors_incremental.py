@@ -492,3 +492,23 @@ def test_a_small_first_batch_keeps_every_row_and_cursor(tmp_path: Path) -> None:
     for i, (_, cur) in enumerate(split):  # resuming after any piece reads exactly the rest
         rest = [k for keys, _ in read(cur, 2) for k in keys]
         assert rest == [k for keys, _ in split[i + 1 :] for k in keys]
+
+
+def test_arrow_read_of_a_cursor_the_driver_widens_resumes_exactly(tmp_path: Path) -> None:
+    """Reals, then integers in the cursor column: the driver reads the integers as reals, which SQLite
+    compares equal, so every row comes once and resuming after any batch reads exactly the rest."""
+    path = tmp_path / "s.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE t (k TEXT, c, v TEXT)")
+    con.executemany(
+        "INSERT INTO t VALUES (?, ?, ?)",
+        [(f"k{i:02d}", i + 0.5 if i < 5 else i // 2, "v") for i in range(14)],
+    )
+    con.commit()
+    con.close()
+    fast, cursors = _text_reads(path, None, 3, True)
+    slow, _ = _text_reads(path, None, 3, False)
+    assert fast == slow and len(fast) == 14
+    for i, cur in enumerate(cursors):
+        rest, _ = _text_reads(path, cur, 3, True)
+        assert rest == fast[3 * (i + 1) :]
