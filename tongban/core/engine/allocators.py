@@ -3,9 +3,10 @@
 A run's batches pass through three threads as Arrow tables and NumPy arrays of a few MiB each, allocated
 and freed over and over. Left to themselves the allocators keep what they freed: glibc raises its
 ``mmap`` threshold after each large free (up to 32 MiB), so later large arrays land in per-thread arenas
-that fragment, and Arrow's mimalloc pool keeps its pages for reuse. A sync's peak then grew with the
-number of batches, not with what one batch needs (``bench/sync.py --memory-only``: 677 MiB at 1,000,000
-rows, 771 MiB at 10,000,000; with this policy 444 and 510 MiB).
+that fragment, and Arrow's mimalloc pool keeps its pages for reuse: a sync's peak held far more than its
+batches in flight (``bench/sync.py --memory-only``: 677 MiB at 1,000,000 rows, 771 MiB at 10,000,000;
+with this policy 444 and 510 MiB, and 356 and 379 MiB once batches were handed over one at a time in
+:mod:`.pipeline`).
 
 :func:`give_back` fixes glibc's threshold at 128 KiB (a large array is its own mapping, unmapped when
 freed), caps glibc's arenas at two, and makes the system allocator pyarrow's default pool, so what

@@ -130,7 +130,6 @@ class _Stage:
                 break
             except queue.Full:
                 continue
-        del item
         while not self.taken.acquire(timeout=0.1):
             if self._stop.is_set():
                 raise _Stopped
